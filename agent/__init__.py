@@ -1,0 +1,1 @@
+"""The Tether agent: pulls, verifies, serves and reports on one serving host."""

@@ -1,0 +1,353 @@
+"""Request and response bodies of the REST API, shared by the control plane, agent and CLI.
+
+The OpenAPI document is generated from these models, so a field documented here is the field on
+the wire.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from common.names import NAME_PATTERN
+
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+VersionNumber = Annotated[int, Field(ge=1)]
+
+
+class Strict(BaseModel):
+    """A request body: unknown keys are refused, so typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. `not_found`.")
+    message: str = Field(description="What is wrong, for people.")
+    details: Any = Field(default=None, description="Field errors or other context.")
+
+
+class ErrorBody(BaseModel):
+    """The one error shape of the API."""
+
+    error: ErrorDetail
+
+
+# --- models and versions ----------------------------------------------------------------------
+
+
+class ArtifactFormat(StrEnum):
+    joblib = "joblib"
+    skops = "skops"
+
+
+class FeatureType(StrEnum):
+    number = "number"
+    integer = "integer"
+    string = "string"
+    boolean = "boolean"
+
+
+class Feature(Strict):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    type: FeatureType = FeatureType.number
+
+
+Tags = dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], Annotated[str, StringConstraints(max_length=256)]]
+
+
+class VersionMetadata(Strict):
+    """The `metadata` part of a version upload."""
+
+    format: ArtifactFormat = ArtifactFormat.joblib
+    description: Annotated[str, StringConstraints(max_length=2000)] = ""
+    metrics: dict[str, float] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    tags: Tags = Field(default_factory=dict)
+    code_revision: Annotated[str, StringConstraints(max_length=128)] | None = None
+    training_data_fingerprint: Annotated[str, StringConstraints(max_length=128)] | None = None
+    input_schema: list[Feature] | None = Field(default=None, max_length=10_000)
+    input_example: list[dict[str, Any]] | None = Field(
+        default=None, max_length=1000, description="Rows used as the smoke test on agents."
+    )
+
+
+class VersionPatch(Strict):
+    tags: Tags | None = None
+    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class Artifact(BaseModel):
+    sha256: Sha256
+    size: int
+    format: ArtifactFormat
+
+
+class ModelVersion(BaseModel):
+    model: str
+    version: int
+    artifact: Artifact
+    description: str = ""
+    metrics: dict[str, float] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
+    code_revision: str | None = None
+    training_data_fingerprint: str | None = None
+    input_schema: list[Feature] | None = None
+    input_example: list[dict[str, Any]] | None = None
+    created_at: datetime
+    created_by: str
+
+
+class ModelSummary(BaseModel):
+    name: str
+    latest_version: int | None
+    version_count: int
+    created_at: datetime
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class VersionList(BaseModel):
+    model: str
+    versions: list[ModelVersion]
+
+
+# --- environments and desired state -----------------------------------------------------------
+
+
+class EnvironmentCreate(Strict):
+    description: Annotated[str, StringConstraints(max_length=2000)] = ""
+
+
+class Environment(BaseModel):
+    name: str
+    description: str = ""
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class EnvironmentList(BaseModel):
+    environments: list[Environment]
+
+
+class DesiredModel(BaseModel):
+    version: int
+    shadow: int | None = None
+
+
+class DesiredState(BaseModel):
+    environment: str
+    revision: int
+    models: dict[str, DesiredModel]
+
+
+class DesiredModelUpdate(Strict):
+    version: VersionNumber
+    shadow: VersionNumber | None = None
+    reason: Annotated[str, StringConstraints(max_length=2000)] = ""
+
+
+class ActionReason(Strict):
+    reason: Annotated[str, StringConstraints(max_length=2000)] = ""
+
+
+class HistoryEntry(BaseModel):
+    id: int
+    environment: str
+    revision: int
+    model: str
+    action: str
+    actor: str
+    at: datetime
+    before: DesiredModel | None
+    after: DesiredModel | None
+    reason: str
+
+
+class History(BaseModel):
+    environment: str
+    entries: list[HistoryEntry]
+
+
+# --- tokens -----------------------------------------------------------------------------------
+
+
+class Role(StrEnum):
+    admin = "admin"
+    viewer = "viewer"
+    enrollment = "enrollment"
+    agent = "agent"
+
+
+class TokenCreate(Strict):
+    role: Literal["admin", "viewer", "enrollment"]
+    environment: Name | None = Field(default=None, description="Required for enrollment tokens.")
+    expires_in: Annotated[int, Field(gt=0, le=10 * 365 * 86400)] | None = Field(
+        default=None, description="Seconds until the token expires."
+    )
+    max_uses: Annotated[int, Field(gt=0)] | None = Field(
+        default=None, description="Enrollment tokens: how many agents may enroll with it."
+    )
+    description: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
+class TokenInfo(BaseModel):
+    id: str
+    role: Role
+    environment: str | None = None
+    agent_id: str | None = None
+    expires_at: datetime | None = None
+    uses_left: int | None = None
+    description: str = ""
+    created_at: datetime
+
+
+class TokenCreated(TokenInfo):
+    token: str = Field(description="The secret, shown once; only its hash is stored.")
+
+
+# --- agents -----------------------------------------------------------------------------------
+
+
+class EnrollRequest(Strict):
+    hostname: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    labels: dict[Annotated[str, StringConstraints(max_length=64)], Annotated[str, StringConstraints(max_length=256)]] = Field(default_factory=dict)
+    agent_version: Annotated[str, StringConstraints(max_length=64)] = ""
+
+
+class EnrollResponse(BaseModel):
+    agent_id: str
+    token: str
+    environment: str
+
+
+class ModelStatus(StrEnum):
+    ok = "ok"
+    downloading = "downloading"
+    failed = "failed"
+
+
+class ActualModel(Strict):
+    serving: VersionNumber | None = None
+    shadow: VersionNumber | None = None
+    status: ModelStatus = ModelStatus.ok
+    error: Annotated[str, StringConstraints(max_length=4000)] | None = None
+    stage: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="Where a failure happened: download, verify, load, smoke_test."
+    )
+
+
+class Heartbeat(Strict):
+    agent_version: Annotated[str, StringConstraints(max_length=64)] = ""
+    hostname: Annotated[str, StringConstraints(max_length=255)] = ""
+    labels: dict[Annotated[str, StringConstraints(max_length=64)], Annotated[str, StringConstraints(max_length=256)]] = Field(default_factory=dict)
+    applied_revision: Annotated[int, Field(ge=0)] = 0
+    models: dict[Name, ActualModel] = Field(default_factory=dict, max_length=1000)
+
+
+class HeartbeatAck(BaseModel):
+    agent_id: str
+    received_at: datetime
+    desired_revision: int
+
+
+class AgentInfo(BaseModel):
+    id: str
+    environment: str
+    hostname: str
+    labels: dict[str, str]
+    agent_version: str
+    enrolled_at: datetime
+    last_seen: datetime | None
+    applied_revision: int
+    models: dict[str, ActualModel]
+
+
+class AgentList(BaseModel):
+    agents: list[AgentInfo]
+
+
+# --- manifest ---------------------------------------------------------------------------------
+
+
+class ManifestEntry(BaseModel):
+    version: int
+    artifact: Artifact
+    input_example: list[dict[str, Any]] | None = None
+
+
+class ManifestModel(BaseModel):
+    primary: ManifestEntry
+    shadow: ManifestEntry | None = None
+
+
+class Manifest(BaseModel):
+    """The desired state of one agent's environment, with everything needed to fetch it."""
+
+    environment: str
+    revision: int
+    issued_at: datetime
+    models: dict[str, ManifestModel]
+
+
+class SignedManifest(BaseModel):
+    """A manifest and, once signing is on, its detached signature over the canonical JSON."""
+
+    manifest: Manifest
+    signature: str | None = None
+    key_id: str | None = None
+    poll_after: int = Field(description="Seconds the agent should wait before its next poll.")
+
+
+# --- status -----------------------------------------------------------------------------------
+
+
+class AgentModelStatus(BaseModel):
+    desired: DesiredModel | None
+    actual: ActualModel | None
+    converged: bool
+
+
+class AgentStatus(BaseModel):
+    agent_id: str
+    hostname: str
+    last_seen: datetime | None
+    stale: bool
+    applied_revision: int
+    converged: bool
+    models: dict[str, AgentModelStatus]
+
+
+class EnvironmentStatus(BaseModel):
+    environment: str
+    revision: int
+    agents: list[AgentStatus]
+    converged: int
+    total: int
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class Deployment(BaseModel):
+    environment: str
+    version: int
+    shadow: int | None = None
+
+
+class ModelDetail(ModelSummary):
+    versions: list[ModelVersion]
+    deployments: list[Deployment]

@@ -1,0 +1,1 @@
+"""The Tether control plane: model registry, desired state, fleet status."""

@@ -1,0 +1,140 @@
+"""Agents: enrollment, the manifest they poll, their heartbeats."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Response, g, jsonify, request
+from pydantic import BaseModel, Field
+
+from common.names import check_name
+from common.schemas import (
+    AgentInfo,
+    AgentList,
+    EnrollRequest,
+    EnrollResponse,
+    Heartbeat,
+    HeartbeatAck,
+    SignedManifest,
+)
+from control_plane.api.routing import operation, parse_body, parse_query
+from control_plane.app import get_store, settings
+from control_plane.auth import AGENTS, ENROLLMENT, READERS, require_own_agent
+from control_plane.errors import NotFound
+from control_plane.manifests import build_manifest, manifest_etag, poll_hint
+from control_plane.store.db import utcnow
+
+bp = Blueprint("agents", __name__, url_prefix="/api/v1")
+TAG = "agents"
+POLL_HINT_HEADER = "X-Tether-Poll-After"
+LONG_POLL_STEP = 0.25
+
+
+class ManifestQuery(BaseModel):
+    wait: int = Field(default=0, ge=0, description="Long-poll: seconds to wait for a new revision.")
+
+
+class AgentQuery(BaseModel):
+    environment: str | None = None
+
+
+@operation(
+    bp, "/agents/enroll", "POST", roles=ENROLLMENT, tag=TAG, body=EnrollRequest,
+    response=EnrollResponse, status=201, errors=(404, 409),
+)
+def enroll():
+    """Exchange an enrollment token for an agent id and the agent's own token."""
+    body = parse_body(EnrollRequest)
+    store = get_store()
+    if store.environments.revision(g.principal.environment) is None:
+        raise NotFound(f"environment {g.principal.environment!r} no longer exists")
+    agent, token = store.agents.enroll(g.principal, body)
+    answer = EnrollResponse(agent_id=agent.id, token=token, environment=agent.environment)
+    return answer.model_dump(mode="json"), 201
+
+
+@operation(
+    bp, "/agents/<agent_id>/manifest", roles=AGENTS, tag=TAG, query=ManifestQuery,
+    response=SignedManifest, errors=(304, 404),
+    response_headers={
+        "ETag": "The revision of the manifest.",
+        "If-None-Match": "The ETag last applied: answered with 304 while nothing changed.",
+        POLL_HINT_HEADER: "Seconds to wait before the next poll.",
+    },
+)
+def manifest(agent_id: str):
+    """Fetch the desired state for this agent; poll it with If-None-Match, or long-poll with wait.
+
+    This is the hot path of the whole fleet: a 304 costs one token check and one query.
+    """
+    principal = g.principal
+    require_own_agent(principal, agent_id)
+    store = get_store()
+    environment = principal.environment
+    if environment is None:  # an admin reading an agent's manifest
+        agent = store.agents.get(agent_id)
+        if agent is None:
+            raise NotFound(f"agent {agent_id!r} not found")
+        environment = agent.environment
+    wait = min(parse_query(ManifestQuery).wait, settings().long_poll_max) if request.args else 0
+    deadline = time.monotonic() + wait
+    known = request.if_none_match
+    while True:
+        found = store.environments.poll_state(environment)
+        if found is None:
+            raise NotFound(f"environment {environment!r} not found")
+        revision, updated_at, lagging = found
+        etag = manifest_etag(revision)
+        if not known.contains(etag) or time.monotonic() >= deadline:
+            break
+        time.sleep(LONG_POLL_STEP)
+    hint = poll_hint(settings(), updated_at, lagging)
+    if known.contains(etag):
+        response = Response(status=304)
+    else:
+        built = build_manifest(store, environment)
+        assert built is not None
+        response = jsonify(SignedManifest(manifest=built, poll_after=hint).model_dump(mode="json"))
+    response.set_etag(etag)
+    response.headers[POLL_HINT_HEADER] = str(hint)
+    return response
+
+
+@operation(
+    bp, "/agents/<agent_id>/heartbeat", "POST", roles=AGENTS, tag=TAG, body=Heartbeat,
+    response=HeartbeatAck, errors=(404,),
+)
+def heartbeat(agent_id: str):
+    """Report the agent's actual state per model, host facts and agent version."""
+    require_own_agent(g.principal, agent_id)
+    body = parse_body(Heartbeat)
+    store = get_store()
+    agent = store.agents.get(agent_id)
+    if agent is None:
+        raise NotFound(f"agent {agent_id!r} not found")
+    store.agents.record_heartbeat(agent_id, body)
+    ack = HeartbeatAck(
+        agent_id=agent_id,
+        received_at=utcnow(),
+        desired_revision=store.environments.revision(agent.environment) or 0,
+    )
+    return ack.model_dump(mode="json")
+
+
+@operation(bp, "/agents", roles=READERS, tag=TAG, query=AgentQuery, response=AgentList)
+def list_agents():
+    """List enrolled agents, optionally of one environment."""
+    query = parse_query(AgentQuery)
+    if query.environment is not None:
+        check_name(query.environment, "environment name")
+    agents = get_store().agents.list(query.environment)
+    return AgentList(agents=agents).model_dump(mode="json")
+
+
+@operation(bp, "/agents/<agent_id>", roles=READERS, tag=TAG, response=AgentInfo, errors=(404,))
+def show_agent(agent_id: str):
+    """Show one agent: its last heartbeat's actual state and host facts."""
+    agent = get_store().agents.get(agent_id)
+    if agent is None:
+        raise NotFound(f"agent {agent_id!r} not found")
+    return agent.model_dump(mode="json")

@@ -1,0 +1,204 @@
+"""Environments: desired state, promotion, rollback, history and fleet status."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, g, jsonify, request
+from pydantic import BaseModel, Field
+
+from common.names import check_name
+from common.schemas import (
+    ActionReason,
+    DesiredModelUpdate,
+    DesiredState,
+    Environment,
+    EnvironmentCreate,
+    EnvironmentList,
+    EnvironmentStatus,
+    History,
+)
+from control_plane import desired as decide
+from control_plane.api.routing import operation, parse_body, parse_query
+from control_plane.app import get_store, settings
+from control_plane.auth import ADMIN, READERS
+from control_plane.errors import BadRequest, NotFound, Unprocessable
+from control_plane.fleet import environment_status
+from control_plane.store.db import utcnow
+from control_plane.store.environments import Change
+
+bp = Blueprint("environments", __name__, url_prefix="/api/v1")
+TAG = "environments"
+
+
+class HistoryQuery(BaseModel):
+    limit: int = Field(default=100, ge=1, le=1000)
+    before: int | None = Field(default=None, ge=1, description="Only entries with a smaller id.")
+
+
+@operation(
+    bp, "/environments/<env>", "PUT", roles=ADMIN, tag=TAG, body=EnvironmentCreate,
+    response=Environment, status=201,
+)
+def create_environment(env: str):
+    """Create an environment (200 with the existing one if it is already there)."""
+    check_name(env, "environment name")
+    body = parse_body(EnvironmentCreate)
+    environment, created = get_store().environments.create(env, body.description)
+    return environment.model_dump(mode="json"), 201 if created else 200
+
+
+@operation(bp, "/environments", roles=READERS, tag=TAG, response=EnvironmentList)
+def list_environments():
+    """List environments with their revisions."""
+    return EnvironmentList(environments=get_store().environments.list()).model_dump(mode="json")
+
+
+@operation(bp, "/environments/<env>", roles=READERS, tag=TAG, response=Environment, errors=(404,))
+def show_environment(env: str):
+    """Show one environment."""
+    found = get_store().environments.get(_existing(env))
+    return found.model_dump(mode="json") if found else None
+
+
+@operation(
+    bp, "/environments/<env>/desired", roles=READERS, tag=TAG, response=DesiredState,
+    errors=(304, 404),
+    response_headers={
+        "ETag": "The environment's revision.",
+        "If-None-Match": "A revision already held: answered with 304.",
+    },
+)
+def show_desired(env: str):
+    """Show the desired state: which version, and which shadow, each model should run."""
+    state = get_store().environments.desired(_existing(env))
+    assert state is not None
+    return _with_etag(state)
+
+
+@operation(
+    bp, "/environments/<env>/desired/<model>", "PUT", roles=ADMIN, tag=TAG,
+    body=DesiredModelUpdate, response=DesiredState, errors=(404, 409, 412),
+    response_headers={"If-Match": "The revision this change is based on: 412 if stale."},
+)
+def set_desired(env: str, model: str):
+    """Set the version (and optional shadow) a model should serve in an environment."""
+    _existing(env)
+    check_name(model, "model name")
+    body = parse_body(DesiredModelUpdate)
+    if body.shadow is not None and body.shadow == body.version:
+        raise Unprocessable(
+            "shadow must differ from version",
+            details=[{"field": "shadow", "message": "equals version"}],
+        )
+    wanted = [body.version] + ([body.shadow] if body.shadow is not None else [])
+    if not get_store().registry.model_exists(model):
+        raise NotFound(f"model {model!r} not found")
+    missing = sorted(set(wanted) - get_store().registry.existing_versions(model, wanted))
+    if missing:
+        raise NotFound(
+            f"model {model!r} has no version {', '.join(map(str, missing))}",
+            details={"missing_versions": missing},
+        )
+    return _change(env, model, decide.set_entry(body.version, body.shadow), "set", body.reason)
+
+
+@operation(
+    bp, "/environments/<env>/desired/<model>", "DELETE", roles=ADMIN, tag=TAG,
+    response=DesiredState, errors=(404, 412),
+)
+def unset_desired(env: str, model: str):
+    """Stop deploying a model in an environment."""
+    _existing(env)
+    check_name(model, "model name")
+    state = get_store().environments.desired(env)
+    if state is None or model not in state.models:
+        raise NotFound(f"model {model!r} is not deployed in {env!r}")
+    reason = request.args.get("reason", "")
+    return _change(env, model, decide.remove_entry, "unset", reason)
+
+
+@operation(
+    bp, "/environments/<env>/promote/<model>", "POST", roles=ADMIN, tag=TAG, body=ActionReason,
+    response=DesiredState, errors=(404, 409, 412),
+)
+def promote(env: str, model: str):
+    """Promote the shadow version to primary."""
+    _existing(env)
+    check_name(model, "model name")
+    body = parse_body(ActionReason)
+    return _change(env, model, decide.promote, "promote", body.reason)
+
+
+@operation(
+    bp, "/environments/<env>/rollback/<model>", "POST", roles=ADMIN, tag=TAG, body=ActionReason,
+    response=DesiredState, errors=(404, 409, 412),
+)
+def rollback(env: str, model: str):
+    """Restore the previous primary version."""
+    _existing(env)
+    check_name(model, "model name")
+    body = parse_body(ActionReason)
+    return _change(env, model, decide.rollback, "rollback", body.reason)
+
+
+@operation(
+    bp, "/environments/<env>/history", roles=READERS, tag=TAG, query=HistoryQuery,
+    response=History, errors=(404,),
+)
+def history(env: str):
+    """List the audit log of desired-state changes, newest first."""
+    _existing(env)
+    query = parse_query(HistoryQuery)
+    entries = get_store().environments.history(env, limit=query.limit, before_id=query.before)
+    return History(environment=env, entries=entries).model_dump(mode="json")
+
+
+@operation(
+    bp, "/environments/<env>/status", roles=READERS, tag=TAG, response=EnvironmentStatus,
+    errors=(404,),
+)
+def status(env: str):
+    """Show each agent's actual state against the desired state: converged, lagging or stale."""
+    store = get_store()
+    state = store.environments.desired(_existing(env))
+    assert state is not None
+    report = environment_status(
+        state, store.agents.list(env), utcnow(), settings().stale_after
+    )
+    return report.model_dump(mode="json")
+
+
+def _existing(env: str) -> str:
+    check_name(env, "environment name")
+    if get_store().environments.revision(env) is None:
+        raise NotFound(f"environment {env!r} not found")
+    return env
+
+
+def _change(env: str, model: str, change: Change, action: str, reason: str) -> Response:
+    state = get_store().environments.change(
+        env,
+        model,
+        change,
+        action=action,
+        actor=g.principal.actor,
+        reason=reason,
+        expected_revision=_if_match(),
+    )
+    return _with_etag(state)
+
+
+def _if_match() -> int | None:
+    header = request.headers.get("If-Match")
+    if header is None or header.strip() == "*":
+        return None
+    tag = header.strip().removeprefix("W/").strip('"')
+    try:
+        return int(tag)
+    except ValueError:
+        raise BadRequest(f"If-Match must be a revision number, got {header!r}") from None
+
+
+def _with_etag(state: DesiredState) -> Response:
+    response = jsonify(state.model_dump(mode="json"))
+    response.set_etag(str(state.revision))
+    return response.make_conditional(request)

@@ -1,0 +1,200 @@
+"""Models and versions: upload, list, show, patch, download the artifact."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, request, send_file
+from pydantic import ValidationError
+
+from common.names import check_name
+from common.schemas import (
+    Artifact,
+    Deployment,
+    ModelDetail,
+    ModelList,
+    ModelVersion,
+    Role,
+    VersionList,
+    VersionMetadata,
+    VersionPatch,
+)
+from control_plane.api.routing import operation, parse_body
+from control_plane.app import get_store, settings, state
+from control_plane.auth import ADMIN, ARTIFACT_READERS, READERS
+from control_plane.errors import Forbidden, NotFound, Unprocessable, invalid_input
+
+bp = Blueprint("models", __name__, url_prefix="/api/v1")
+TAG = "models"
+
+
+@operation(
+    bp,
+    "/models/<model>/versions",
+    "POST",
+    roles=ADMIN,
+    tag=TAG,
+    multipart={
+        "artifact": "The model file (joblib or skops).",
+        "metadata": "JSON object: VersionMetadata (format, metrics, params, tags, input schema...).",
+    },
+    response=ModelVersion,
+    status=201,
+    errors=(413,),
+)
+def create_version(model: str):
+    """Register a new version of a model from an uploaded artifact.
+
+    The artifact is streamed to disk and hashed as it arrives; a refused or interrupted upload
+    leaves neither a version nor a file behind.
+    """
+    check_name(model, "model name")
+    request.max_content_length = settings().max_artifact_bytes
+    if request.mimetype != "multipart/form-data":
+        raise Unprocessable(
+            "send multipart/form-data with an 'artifact' file and a 'metadata' JSON field",
+            details=[{"field": "artifact", "message": "missing"}],
+        )
+    metadata = _parse_metadata(request.form.get("metadata", "{}"))
+    upload = request.files.get("artifact")
+    if upload is None:
+        raise Unprocessable(
+            "missing the 'artifact' file part",
+            details=[{"field": "artifact", "message": "missing"}],
+        )
+    stream = upload.stream
+    if getattr(stream, "size", 0) == 0:
+        raise Unprocessable(
+            "the artifact is empty", details=[{"field": "artifact", "message": "empty file"}]
+        )
+    digest, size = state().artifacts.keep(stream)  # type: ignore[arg-type]
+    g.setdefault("kept_uploads", set()).add(id(stream))
+    store = get_store()
+    try:
+        version = store.registry.create_version(
+            model, Artifact(sha256=digest, size=size, format=metadata.format), metadata,
+            actor=g.principal.actor,
+        )
+    except BaseException:
+        if not store.registry.digest_in_use(digest):
+            state().artifacts.path(digest).unlink(missing_ok=True)
+        raise
+    return version.model_dump(mode="json"), 201
+
+
+def _parse_metadata(text: str) -> VersionMetadata:
+    try:
+        return VersionMetadata.model_validate_json(text or "{}")
+    except ValidationError as error:
+        if any(item["type"] == "json_invalid" for item in error.errors()):
+            raise Unprocessable(
+                "the 'metadata' field is not valid JSON",
+                details=[{"field": "metadata", "message": "invalid JSON"}],
+            ) from None
+        raise invalid_input(error, prefix="metadata") from None
+
+
+@operation(bp, "/models", roles=READERS, tag=TAG, response=ModelList)
+def list_models():
+    """List models with their latest version."""
+    return ModelList(models=get_store().registry.list_models()).model_dump(mode="json")
+
+
+@operation(bp, "/models/<model>", roles=READERS, tag=TAG, response=ModelDetail, errors=(404,))
+def show_model(model: str):
+    """Show a model: its versions and where each is deployed."""
+    store = get_store()
+    summary = _existing_model(model)
+    deployments = [
+        Deployment(environment=env.name, version=entry.version, shadow=entry.shadow)
+        for env in store.environments.list()
+        if (desired := store.environments.desired(env.name)) is not None
+        and (entry := desired.models.get(model)) is not None
+    ]
+    detail = ModelDetail(
+        **summary.model_dump(),
+        versions=store.registry.list_versions(model),
+        deployments=deployments,
+    )
+    return detail.model_dump(mode="json")
+
+
+@operation(bp, "/models/<model>/versions", roles=READERS, tag=TAG, response=VersionList, errors=(404,))
+def list_versions(model: str):
+    """List every version of a model, oldest first."""
+    _existing_model(model)
+    versions = get_store().registry.list_versions(model)
+    return VersionList(model=model, versions=versions).model_dump(mode="json")
+
+
+@operation(
+    bp, "/models/<model>/versions/<int:version>", roles=READERS, tag=TAG,
+    response=ModelVersion, errors=(404,),
+)
+def show_version(model: str, version: int):
+    """Show one version: artifact, metadata, input schema."""
+    return _existing_version(model, version).model_dump(mode="json")
+
+
+@operation(
+    bp, "/models/<model>/versions/<int:version>", "PATCH", roles=ADMIN, tag=TAG,
+    body=VersionPatch, response=ModelVersion, errors=(404,),
+)
+def patch_version(model: str, version: int):
+    """Change a version's tags or description."""
+    patch = parse_body(VersionPatch)
+    _existing_version(model, version)
+    updated = get_store().registry.patch_version(model, version, patch)
+    assert updated is not None
+    return updated.model_dump(mode="json")
+
+
+@operation(
+    bp, "/models/<model>/versions/<int:version>/artifact", roles=ARTIFACT_READERS, tag=TAG,
+    errors=(304, 206, 404, 416), binary_response=True,
+    response_headers={
+        "ETag": "The artifact's sha256 digest.",
+        "If-None-Match": "A digest already held: answered with 304.",
+        "Range": "bytes=N- resumes a download from byte N.",
+    },
+)
+def download_artifact(model: str, version: int):
+    """Download a version's artifact; Range and If-None-Match are honoured.
+
+    Agent tokens may fetch only versions their environment currently wants.
+    """
+    found = _existing_version(model, version)
+    principal = g.principal
+    if principal.role is Role.agent:
+        desired = get_store().environments.desired(principal.environment)
+        entry = desired.models.get(model) if desired else None
+        if entry is None or version not in (entry.version, entry.shadow):
+            raise Forbidden("this agent's environment does not want that version")
+    path = state().artifacts.path(found.artifact.sha256)
+    if not path.exists():
+        raise NotFound(f"the artifact file of {model} v{version} is missing from the store")
+    response = send_file(
+        path,
+        mimetype="application/octet-stream",
+        as_attachment=True,
+        download_name=f"{model}-{version}.{found.artifact.format.value}",
+        conditional=True,
+        etag=found.artifact.sha256,
+        max_age=31536000,  # content-addressed: the bytes of a version never change
+    )
+    response.headers["X-Tether-Sha256"] = found.artifact.sha256
+    return response
+
+
+def _existing_model(model: str):
+    check_name(model, "model name")
+    summary = get_store().registry.get_model(model)
+    if summary is None:
+        raise NotFound(f"model {model!r} not found")
+    return summary
+
+
+def _existing_version(model: str, version: int) -> ModelVersion:
+    _existing_model(model)
+    found = get_store().registry.get_version(model, version)
+    if found is None:
+        raise NotFound(f"version {version} of model {model!r} not found")
+    return found

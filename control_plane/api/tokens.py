@@ -1,0 +1,58 @@
+"""Tokens: create admin, viewer and enrollment tokens; list them."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from pydantic import BaseModel
+
+from common.schemas import Role, TokenCreate, TokenCreated, TokenInfo
+from control_plane.api.routing import operation, parse_body
+from control_plane.app import get_store
+from control_plane.auth import ADMIN
+from control_plane.errors import NotFound, Unprocessable
+
+bp = Blueprint("tokens", __name__, url_prefix="/api/v1")
+TAG = "tokens"
+
+
+class TokenList(BaseModel):
+    tokens: list[TokenInfo]
+
+
+@operation(
+    bp, "/tokens", "POST", roles=ADMIN, tag=TAG, body=TokenCreate, response=TokenCreated,
+    status=201, errors=(404,),
+)
+def create_token():
+    """Create a token; its secret is in this response only."""
+    body = parse_body(TokenCreate)
+    role = Role(body.role)
+    if role is Role.enrollment:
+        if body.environment is None:
+            raise Unprocessable(
+                "an enrollment token needs an environment",
+                details=[{"field": "environment", "message": "required for enrollment tokens"}],
+            )
+        if get_store().environments.revision(body.environment) is None:
+            raise NotFound(f"environment {body.environment!r} not found")
+    else:
+        for field, value in (("environment", body.environment), ("max_uses", body.max_uses)):
+            if value is not None:
+                raise Unprocessable(
+                    f"{field} applies to enrollment tokens only",
+                    details=[{"field": field, "message": f"not allowed for {role.value} tokens"}],
+                )
+    created = get_store().tokens.create(
+        role,
+        environment=body.environment,
+        expires_in=body.expires_in,
+        max_uses=body.max_uses,
+        description=body.description,
+    )
+    return created.model_dump(mode="json"), 201
+
+
+@operation(bp, "/tokens", roles=ADMIN, tag=TAG, response=TokenList)
+def list_tokens():
+    """List tokens (never their secrets)."""
+    return TokenList(tokens=get_store().tokens.list()).model_dump(mode="json")

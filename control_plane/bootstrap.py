@@ -1,0 +1,39 @@
+"""Prepare a data directory on start: database, artifact folders, the first admin token."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from common.schemas import Role
+from control_plane.artifacts import ArtifactFiles
+from control_plane.settings import ControlPlaneSettings
+from control_plane.store import Store
+from control_plane.store.db import connect, initialise, write_transaction
+
+
+def bootstrap(settings: ControlPlaneSettings) -> str | None:
+    """Make the data dir ready; return a new admin token if this is the first start."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    initialise(settings.database_path)
+    ArtifactFiles(settings.artifacts_dir).prepare()
+    db = connect(settings.database_path)
+    try:
+        store = Store.over(db)
+        with write_transaction(db):
+            # Checked inside the write lock, so two processes starting at once make one token.
+            if store.tokens.count() > 0:
+                return None
+            created = store.tokens.insert(Role.admin, description="first admin token")
+        write_secret_file(settings.admin_token_path, created.token + "\n")
+        return created.token
+    finally:
+        db.close()
+
+
+def write_secret_file(path: Path, content: str) -> None:
+    """Write a file only its owner can read, never widening the mode even briefly."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+    os.chmod(path, 0o600)

@@ -1,0 +1,1 @@
+"""Operator commands: `tether server|model|env|token|status`."""

@@ -1,0 +1,56 @@
+"""`tether server`: run the control plane."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from common.config import ConfigError, load_settings
+from control_plane.bootstrap import bootstrap
+from control_plane.settings import ControlPlaneSettings
+
+
+@click.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="TETHER_CONFIG", help="control-plane.toml to read.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the database and artifacts live [./tether-data].")
+@click.option("--host", help="Address to listen on [127.0.0.1].")
+@click.option("--port", type=int, help="Port to listen on [8500].")
+@click.option("--workers", type=int, help="Worker processes [2].")
+def server(config_file: Path | None, data_dir: Path | None, host: str | None,
+           port: int | None, workers: int | None) -> None:
+    """Run the control plane's REST API with a production WSGI server.
+
+    On first start it creates an admin token, prints it once and writes it, mode 0600, to
+    DATA_DIR/admin.token.
+
+    \b
+    Example:
+      tether server --data-dir /var/lib/tether-server --host 0.0.0.0 --port 8500
+    """
+    from control_plane.server import ControlPlaneServer
+
+    overrides = {"data_dir": data_dir, "host": host, "port": port, "workers": workers}
+    try:
+        settings = load_settings(ControlPlaneSettings, config_file, overrides=overrides)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    token = bootstrap(settings)
+    if token is not None:
+        click.echo(
+            f"Created the first admin token (also in {settings.admin_token_path}, mode 0600):\n"
+            f"  {token}\n"
+            "It is shown only this once.",
+            err=True,
+        )
+    click.echo(
+        f"Tether control plane on http://{settings.host}:{settings.port} "
+        f"(data: {settings.data_dir.resolve()})",
+        err=True,
+    )
+    app_config = {**{k: v for k, v in overrides.items() if v is not None}}
+    if config_file is not None:
+        app_config["config_file"] = config_file
+    ControlPlaneServer(settings, app_config).run()

@@ -1,0 +1,52 @@
+"""Build an agent's manifest from its environment's desired state, and its poll hint."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from common.schemas import Manifest, ManifestEntry, ManifestModel, ModelVersion
+from control_plane.settings import ControlPlaneSettings
+from control_plane.store import Store
+from control_plane.store.db import utcnow
+
+
+def build_manifest(store: Store, environment: str) -> Manifest | None:
+    """Return the manifest of an environment at its current revision."""
+    desired = store.environments.desired(environment)
+    if desired is None:
+        return None
+    models: dict[str, ManifestModel] = {}
+    for name, entry in desired.models.items():
+        primary = store.registry.get_version(name, entry.version)
+        shadow = None if entry.shadow is None else store.registry.get_version(name, entry.shadow)
+        assert primary is not None  # versions are never deleted
+        models[name] = ManifestModel(primary=_entry(primary), shadow=shadow and _entry(shadow))
+    return Manifest(
+        environment=environment,
+        revision=desired.revision,
+        issued_at=utcnow(),
+        models=models,
+    )
+
+
+def _entry(version: ModelVersion) -> ManifestEntry:
+    return ManifestEntry(
+        version=version.version, artifact=version.artifact, input_example=version.input_example
+    )
+
+
+def poll_hint(
+    settings: ControlPlaneSettings, updated_at: datetime, lagging_agents: int, now: datetime | None = None
+) -> int:
+    """Seconds until the next poll: short while a change rolls out, long when idle."""
+    age = (now or utcnow()) - updated_at
+    if lagging_agents > 0 and age < timedelta(seconds=settings.rollout_window):
+        return settings.rollout_poll_interval
+    if age > timedelta(seconds=settings.idle_after):
+        return settings.idle_poll_interval
+    return settings.poll_interval
+
+
+def manifest_etag(revision: int) -> str:
+    """Name a manifest version for If-None-Match: the environment revision."""
+    return f"r{revision}"

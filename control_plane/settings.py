@@ -1,0 +1,41 @@
+"""The control plane's settings; see config/control-plane.toml for each one explained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ControlPlaneSettings(BaseModel):
+    """Every setting of the control plane, with its default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data_dir: Path = Path("./tether-data")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8500, ge=0, le=65535)
+    workers: int = Field(default=2, ge=1, le=64)
+    threads: int = Field(default=8, ge=1, le=256)
+    log_level: str = "info"
+    max_artifact_bytes: int = Field(default=4 * 1024**3, gt=0)
+    max_request_bytes: int = Field(default=1024**2, gt=0)
+    poll_interval: int = Field(default=30, ge=1, description="Poll hint in steady state.")
+    rollout_poll_interval: int = Field(default=5, ge=1, description="Poll hint during a rollout.")
+    idle_poll_interval: int = Field(default=120, ge=1, description="Poll hint when idle.")
+    idle_after: int = Field(default=3600, ge=1, description="Seconds without change = idle.")
+    rollout_window: int = Field(default=600, ge=1, description="How long a change counts as rolling out.")
+    long_poll_max: int = Field(default=60, ge=0, le=600)
+    stale_after: int = Field(default=120, ge=1, description="Seconds without heartbeat = stale.")
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "tether.db"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.data_dir / "admin.token"

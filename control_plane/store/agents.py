@@ -1,0 +1,99 @@
+"""Enrolled agents and what their heartbeats say."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlite_utils import Database
+
+from common.schemas import AgentInfo, EnrollRequest, Heartbeat, Role
+from control_plane.store.db import utcnow, write_transaction
+from control_plane.store.rows import dict_rows, from_json, from_time, to_json, to_time
+from control_plane.store.tokens import Principal, TokenStore
+
+
+class AgentStore:
+    """Enroll agents and record their heartbeats."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def enroll(self, enrollment: Principal, request: EnrollRequest) -> tuple[AgentInfo, str]:
+        """Spend one use of the enrollment token; create the agent and its own token."""
+        assert enrollment.environment is not None
+        agent_id = f"agt_{secrets.token_hex(8)}"
+        tokens = TokenStore(self.db)
+        with write_transaction(self.db):
+            tokens.consume_use(enrollment.token_id)
+            self.db.execute(
+                """INSERT INTO agents (id, environment, hostname, labels, agent_version,
+                   enrolled_at) VALUES (?, ?, ?, ?, ?, ?)""",
+                [
+                    agent_id,
+                    enrollment.environment,
+                    request.hostname,
+                    to_json(request.labels),
+                    request.agent_version,
+                    to_time(utcnow()),
+                ],
+            )
+            token = tokens.insert(
+                Role.agent,
+                environment=enrollment.environment,
+                agent_id=agent_id,
+                description=f"agent {agent_id} on {request.hostname}",
+            )
+        agent = self.get(agent_id)
+        assert agent is not None
+        return agent, token.token
+
+    def record_heartbeat(self, agent_id: str, heartbeat: Heartbeat) -> AgentInfo:
+        """Store an agent's actual state and mark it seen now."""
+        assignments = {
+            "last_seen": to_time(utcnow()),
+            "applied_revision": heartbeat.applied_revision,
+            "models": to_json(
+                {name: model.model_dump(mode="json") for name, model in heartbeat.models.items()}
+            ),
+            "labels": to_json(heartbeat.labels),
+        }
+        # Host facts only overwrite what enrollment recorded when the agent sends them.
+        if heartbeat.hostname:
+            assignments["hostname"] = heartbeat.hostname
+        if heartbeat.agent_version:
+            assignments["agent_version"] = heartbeat.agent_version
+        columns = ", ".join(f"{name} = ?" for name in assignments)
+        with write_transaction(self.db) as db:
+            db.execute(
+                f"UPDATE agents SET {columns} WHERE id = ?", [*assignments.values(), agent_id]
+            )
+        agent = self.get(agent_id)
+        assert agent is not None
+        return agent
+
+    def get(self, agent_id: str) -> AgentInfo | None:
+        rows = dict_rows(self.db.execute("SELECT * FROM agents WHERE id = ?", [agent_id]))
+        return _agent(rows[0]) if rows else None
+
+    def list(self, environment: str | None = None) -> list[AgentInfo]:
+        if environment is None:
+            cursor = self.db.execute("SELECT * FROM agents ORDER BY environment, id")
+        else:
+            cursor = self.db.execute(
+                "SELECT * FROM agents WHERE environment = ? ORDER BY id", [environment]
+            )
+        return [_agent(row) for row in dict_rows(cursor)]
+
+
+def _agent(row: dict) -> AgentInfo:
+    return AgentInfo(
+        id=row["id"],
+        environment=row["environment"],
+        hostname=row["hostname"],
+        labels=from_json(row["labels"]),
+        agent_version=row["agent_version"],
+        enrolled_at=from_time(row["enrolled_at"]),
+        last_seen=from_time(row["last_seen"]),
+        applied_revision=row["applied_revision"],
+        models=from_json(row["models"]),
+    )

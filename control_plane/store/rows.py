@@ -1,0 +1,34 @@
+"""Turn JSON columns and timestamps to and from their SQLite text form."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime
+from typing import Any
+
+
+def to_json(value: Any) -> str | None:
+    """Serialise a JSON column; None stays NULL."""
+    return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def from_json(text: str | None) -> Any:
+    """Read a JSON column; NULL reads as None."""
+    return None if text is None else json.loads(text)
+
+
+def to_time(value: datetime | None) -> str | None:
+    """Store a timestamp as ISO 8601 text, which sorts in time order."""
+    return None if value is None else value.isoformat()
+
+
+def from_time(text: str | None) -> datetime | None:
+    """Read an ISO 8601 timestamp column."""
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def dict_rows(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+    """Fetch a cursor's rows as dicts keyed by column name."""
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -1,0 +1,160 @@
+"""API tokens, stored only as sha256 hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlite_utils import Database
+
+from common.schemas import Role, TokenCreated, TokenInfo
+from control_plane.store.db import utcnow, write_transaction
+from control_plane.store.errors import StateConflict
+from control_plane.store.rows import dict_rows, from_time, to_time
+
+
+def hash_token(secret: str) -> str:
+    """Hash a token; tokens carry 256 random bits, so a fast hash is enough."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_secret(role: Role) -> str:
+    """Make a random token whose prefix tells its role, to help people and secret scanners."""
+    return f"tether_{role.value}_{secrets.token_urlsafe(32)}"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's id, role and scope."""
+
+    token_id: str
+    role: Role
+    environment: str | None = None
+    agent_id: str | None = None
+
+    @property
+    def actor(self) -> str:
+        """Name the caller in audit records."""
+        return f"{self.role.value}:{self.agent_id or self.token_id}"
+
+
+class TokenStore:
+    """Create, look up and consume tokens."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(
+        self,
+        role: Role,
+        *,
+        environment: str | None = None,
+        agent_id: str | None = None,
+        expires_in: int | None = None,
+        max_uses: int | None = None,
+        description: str = "",
+    ) -> TokenCreated:
+        """Create a token and return it with its secret, which is never stored."""
+        with write_transaction(self.db):
+            return self.insert(
+                role,
+                environment=environment,
+                agent_id=agent_id,
+                expires_in=expires_in,
+                max_uses=max_uses,
+                description=description,
+            )
+
+    def insert(
+        self,
+        role: Role,
+        *,
+        environment: str | None = None,
+        agent_id: str | None = None,
+        expires_in: int | None = None,
+        max_uses: int | None = None,
+        description: str = "",
+    ) -> TokenCreated:
+        """Insert a token inside the caller's transaction."""
+        secret = new_secret(role)
+        now = utcnow()
+        info = TokenCreated(
+            id=f"tok_{secrets.token_hex(8)}",
+            role=role,
+            environment=environment,
+            agent_id=agent_id,
+            expires_at=None if expires_in is None else now + timedelta(seconds=expires_in),
+            uses_left=max_uses,
+            description=description,
+            created_at=now,
+            token=secret,
+        )
+        self.db.execute(
+            """INSERT INTO tokens (id, hash, role, environment, agent_id, expires_at, uses_left,
+               description, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [
+                info.id,
+                hash_token(secret),
+                role.value,
+                environment,
+                agent_id,
+                to_time(info.expires_at),
+                max_uses,
+                description,
+                to_time(now),
+            ],
+        )
+        return info
+
+    def authenticate(self, secret: str, now: datetime | None = None) -> Principal | None:
+        """Return the principal for a token, or None if it is unknown, expired or revoked."""
+        digest = hash_token(secret)
+        row = self.db.execute(
+            "SELECT id, hash, role, environment, agent_id, expires_at, uses_left, revoked "
+            "FROM tokens WHERE hash = ?",
+            [digest],
+        ).fetchone()
+        if row is None:
+            # Compare anyway so a miss costs what a hit costs.
+            hmac.compare_digest(digest, "0" * 64)
+            return None
+        token_id, stored, role, environment, agent_id, expires_at, uses_left, revoked = row
+        if not hmac.compare_digest(stored, digest) or revoked:
+            return None
+        if expires_at is not None and from_time(expires_at) <= (now or utcnow()):
+            return None
+        if uses_left is not None and uses_left <= 0:
+            return None
+        return Principal(token_id, Role(role), environment, agent_id)
+
+    def consume_use(self, token_id: str) -> None:
+        """Spend one use of a limited token, inside the caller's transaction."""
+        cursor = self.db.execute(
+            "UPDATE tokens SET uses_left = uses_left - 1 "
+            "WHERE id = ? AND (uses_left IS NULL OR uses_left > 0)",
+            [token_id],
+        )
+        if cursor.rowcount != 1:
+            raise StateConflict("the enrollment token has no uses left")
+
+    def list(self) -> list[TokenInfo]:
+        cursor = self.db.execute(
+            "SELECT id, role, environment, agent_id, expires_at, uses_left, description, "
+            "created_at FROM tokens WHERE revoked = 0 ORDER BY created_at"
+        )
+        return [
+            TokenInfo(
+                **{
+                    **row,
+                    "expires_at": from_time(row["expires_at"]),
+                    "created_at": from_time(row["created_at"]),
+                }
+            )
+            for row in dict_rows(cursor)
+        ]
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM tokens").fetchone()[0]

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: real processes on loopback, small real models."""
