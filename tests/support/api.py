@@ -33,11 +33,11 @@ class Api:
         return {"Authorization": f"Bearer {token or self.token}", **extra}
 
     def get(self, path: str, token: str | None = None, **headers: str):
-        return self.client.get(path, headers=self.headers(token, **headers))
+        return _read(self.client.get(path, headers=self.headers(token, **headers)))
 
     def send(self, method: str, path: str, body: Any = None, token: str | None = None, **headers: str):
-        return self.client.open(
-            path, method=method, json=body, headers=self.headers(token, **headers)
+        return _read(
+            self.client.open(path, method=method, json=body, headers=self.headers(token, **headers))
         )
 
     def create_env(self, name: str = "production") -> dict:
@@ -77,3 +77,10 @@ class Api:
         response = self.send("POST", "/api/v1/agents/enroll", {"hostname": hostname}, token=enrollment)
         assert response.status_code == 201, response.get_json()
         return response.get_json()
+
+
+def _read(response: Any) -> Any:
+    """Read the whole body and close the response, so streamed files are not left open."""
+    response.get_data()
+    response.close()
+    return response

@@ -52,13 +52,17 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.process = subprocess.Popen(
-            [*TETHER, "server", "--data-dir", str(self.data_dir), "--port", str(self.port),
-             "--workers", "1", *self.extra_args],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env,
-        )
-        wait_until_ready(f"{self.url}/readyz", self.process)
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [*TETHER, "server", "--data-dir", str(self.data_dir), "--port", str(self.port),
+                 "--workers", "1", *self.extra_args],
+                stdout=log, stderr=subprocess.STDOUT, env=self.env,
+            )
+        try:
+            wait_until_ready(f"{self.url}/readyz", self.process)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     @property

@@ -1,0 +1,108 @@
+"""Tokens: 401 without a valid one, 403 outside its scope, hashes only at rest."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from tests.support.api import Api, assert_error
+
+
+@pytest.fixture
+def world(api: Api, wine_model_bytes: bytes) -> Api:
+    api.create_env("production")
+    api.create_env("staging")
+    api.push_ok("wine", wine_model_bytes)
+    api.set_desired("production", "wine", 1)
+    return api
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "", "Bearer", "Bearer ", "Basic abc", "Bearer tether_admin_wrong", "bearer nope"],
+)
+def test_missing_or_bad_token_is_401(world: Api, header):
+    headers = {} if header is None else {"Authorization": header}
+    response = world.client.get("/api/v1/models", headers=headers)
+    assert_error(response, 401, "unauthenticated")
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_viewer_reads_but_cannot_write(world: Api, wine_model_bytes: bytes):
+    viewer = world.create_token("viewer")
+    assert world.get("/api/v1/models", token=viewer).status_code == 200
+    assert world.get("/api/v1/environments/production/status", token=viewer).status_code == 200
+    write = world.send(
+        "PUT", "/api/v1/environments/production/desired/wine", {"version": 1}, token=viewer
+    )
+    assert_error(write, 403, "forbidden")
+    assert_error(world.push("wine", wine_model_bytes, token=viewer), 403)
+    assert_error(world.send("POST", "/api/v1/tokens", {"role": "admin"}, token=viewer), 403)
+    assert_error(world.send("PUT", "/api/v1/environments/x", {}, token=viewer), 403)
+    assert world.get("/api/v1/models/wine/versions", token=viewer).get_json()["versions"][0]["version"] == 1
+
+
+def test_agent_token_reads_only_its_own_manifest(world: Api):
+    first = world.enroll("production", "host-a")
+    second = world.enroll("production", "host-b")
+    own = world.get(f"/api/v1/agents/{first['agent_id']}/manifest", token=first["token"])
+    assert own.status_code == 200
+    other = world.get(f"/api/v1/agents/{second['agent_id']}/manifest", token=first["token"])
+    assert_error(other, 403, "forbidden")
+    beat = world.send("POST", f"/api/v1/agents/{second['agent_id']}/heartbeat", {}, token=first["token"])
+    assert_error(beat, 403)
+    assert_error(world.get("/api/v1/models", token=first["token"]), 403)
+    assert_error(world.get("/api/v1/agents", token=first["token"]), 403)
+
+
+def test_agent_downloads_only_what_its_environment_wants(world: Api, wine_model_bytes: bytes):
+    world.push_ok("wine", wine_model_bytes + b"v2")
+    agent = world.enroll("production")
+    assert world.get("/api/v1/models/wine/versions/1/artifact", token=agent["token"]).status_code == 200
+    assert_error(world.get("/api/v1/models/wine/versions/2/artifact", token=agent["token"]), 403)
+    staging_agent = world.enroll("staging")
+    assert_error(world.get("/api/v1/models/wine/versions/1/artifact", token=staging_agent["token"]), 403)
+
+
+def test_enrollment_token_only_enrolls(world: Api):
+    enrollment = world.create_token("enrollment", environment="production")
+    assert_error(world.get("/api/v1/models", token=enrollment), 403)
+    assert_error(world.get("/api/v1/environments/production/desired", token=enrollment), 403)
+    response = world.send("POST", "/api/v1/agents/enroll", {"hostname": "h"}, token=enrollment)
+    assert response.status_code == 201
+    assert response.get_json()["environment"] == "production"
+
+
+def test_enrollment_token_use_count_is_spent(world: Api):
+    enrollment = world.create_token("enrollment", environment="production", max_uses=2)
+    for _ in range(2):
+        assert world.send("POST", "/api/v1/agents/enroll", {"hostname": "h"}, token=enrollment).status_code == 201
+    third = world.send("POST", "/api/v1/agents/enroll", {"hostname": "h"}, token=enrollment)
+    assert_error(third, 401)
+    assert len(world.get("/api/v1/agents").get_json()["agents"]) == 2
+
+
+def test_expired_token_is_refused(world: Api, app):
+    viewer = world.create_token("viewer", expires_in=60)
+    db = sqlite3.connect(app.extensions["tether"].settings.database_path)
+    with db:
+        db.execute("UPDATE tokens SET expires_at = '2000-01-01T00:00:00+00:00' WHERE role = 'viewer'")
+    db.close()
+    assert_error(world.get("/api/v1/models", token=viewer), 401)
+
+
+def test_tokens_are_stored_only_as_hashes(world: Api, app):
+    secret = world.create_token("viewer")
+    db = sqlite3.connect(app.extensions["tether"].settings.database_path)
+    dump = "\n".join(db.iterdump())
+    db.close()
+    assert secret not in dump
+    listing = world.get("/api/v1/tokens").get_data(as_text=True)
+    assert secret not in listing
+
+
+def test_enroll_with_an_empty_hostname_is_refused(world: Api):
+    bad = world.send("POST", "/api/v1/agents/enroll", {"hostname": ""},
+                     token=world.create_token("enrollment", environment="production"))
+    assert_error(bad, 422, field="hostname")
