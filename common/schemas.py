@@ -60,7 +60,10 @@ class Feature(Strict):
     type: FeatureType = FeatureType.number
 
 
-Tags = dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], Annotated[str, StringConstraints(max_length=256)]]
+Tags = dict[
+    Annotated[str, StringConstraints(min_length=1, max_length=64)],
+    Annotated[str, StringConstraints(max_length=256)],
+]
 
 
 class VersionMetadata(Strict):
@@ -222,7 +225,10 @@ class TokenCreated(TokenInfo):
 
 class EnrollRequest(Strict):
     hostname: Annotated[str, StringConstraints(min_length=1, max_length=255)]
-    labels: dict[Annotated[str, StringConstraints(max_length=64)], Annotated[str, StringConstraints(max_length=256)]] = Field(default_factory=dict)
+    labels: dict[
+        Annotated[str, StringConstraints(max_length=64)],
+        Annotated[str, StringConstraints(max_length=256)],
+    ] = Field(default_factory=dict)
     agent_version: Annotated[str, StringConstraints(max_length=64)] = ""
 
 
@@ -251,7 +257,10 @@ class ActualModel(Strict):
 class Heartbeat(Strict):
     agent_version: Annotated[str, StringConstraints(max_length=64)] = ""
     hostname: Annotated[str, StringConstraints(max_length=255)] = ""
-    labels: dict[Annotated[str, StringConstraints(max_length=64)], Annotated[str, StringConstraints(max_length=256)]] = Field(default_factory=dict)
+    labels: dict[
+        Annotated[str, StringConstraints(max_length=64)],
+        Annotated[str, StringConstraints(max_length=256)],
+    ] = Field(default_factory=dict)
     applied_revision: Annotated[int, Field(ge=0)] = 0
     models: dict[Name, ActualModel] = Field(default_factory=dict, max_length=1000)
 

@@ -32,7 +32,9 @@ class TetherState:
 class TetherRequest(Request):
     """A request whose file uploads are written to the artifact store and hashed on the way."""
 
-    def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):  # type: ignore[no-untyped-def]
+    def _get_file_stream(
+        self, total_content_length, content_type, filename=None, content_length=None
+    ):  # type: ignore[no-untyped-def]
         upload = state().artifacts.open_incoming()
         g.setdefault("uploads", []).append(upload)
         return upload

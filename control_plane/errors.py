@@ -1,14 +1,14 @@
 """One error family for the API, and the one function that shapes every error body.
 
-    ApiError
-     ├── BadRequest         400  malformed JSON or multipart
-     ├── Unauthenticated    401  no token, or an unknown, expired or revoked one
-     ├── Forbidden          403  a token of the wrong scope
-     ├── NotFound           404
-     ├── Conflict           409
-     ├── PreconditionFailed 412  a stale If-Match revision
-     ├── PayloadTooLarge    413
-     └── Unprocessable      422  well-formed input with a bad field
+ApiError
+ ├── BadRequest         400  malformed JSON or multipart
+ ├── Unauthenticated    401  no token, or an unknown, expired or revoked one
+ ├── Forbidden          403  a token of the wrong scope
+ ├── NotFound           404
+ ├── Conflict           409
+ ├── PreconditionFailed 412  a stale If-Match revision
+ ├── PayloadTooLarge    413
+ └── Unprocessable      422  well-formed input with a bad field
 """
 
 from __future__ import annotations

@@ -28,7 +28,9 @@ def model_converged(desired: DesiredModel | None, actual: ActualModel | None) ->
     )
 
 
-def agent_status(agent: AgentInfo, desired: DesiredState, now: datetime, stale_after: int) -> AgentStatus:
+def agent_status(
+    agent: AgentInfo, desired: DesiredState, now: datetime, stale_after: int
+) -> AgentStatus:
     """Summarise one agent against the desired state."""
     names = sorted(set(desired.models) | set(agent.models))
     models = {

@@ -36,7 +36,10 @@ def _entry(version: ModelVersion) -> ManifestEntry:
 
 
 def poll_hint(
-    settings: ControlPlaneSettings, updated_at: datetime, lagging_agents: int, now: datetime | None = None
+    settings: ControlPlaneSettings,
+    updated_at: datetime,
+    lagging_agents: int,
+    now: datetime | None = None,
 ) -> int:
     """Seconds until the next poll: short while a change rolls out, long when idle."""
     age = (now or utcnow()) - updated_at

@@ -115,8 +115,13 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
     for name, text in op.response_headers.items():
         if name.lower().startswith("if-"):
             params.append(
-                {"name": name, "in": "header", "required": False, "description": text,
-                 "schema": {"type": "string"}}
+                {
+                    "name": name,
+                    "in": "header",
+                    "required": False,
+                    "description": text,
+                    "schema": {"type": "string"},
+                }
             )
     return params
 

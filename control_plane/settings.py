@@ -24,7 +24,9 @@ class ControlPlaneSettings(BaseModel):
     rollout_poll_interval: int = Field(default=5, ge=1, description="Poll hint during a rollout.")
     idle_poll_interval: int = Field(default=120, ge=1, description="Poll hint when idle.")
     idle_after: int = Field(default=3600, ge=1, description="Seconds without change = idle.")
-    rollout_window: int = Field(default=600, ge=1, description="How long a change counts as rolling out.")
+    rollout_window: int = Field(
+        default=600, ge=1, description="How long a change counts as rolling out."
+    )
     long_poll_max: int = Field(default=60, ge=0, le=600)
     stale_after: int = Field(default=120, ge=1, description="Seconds without heartbeat = stale.")
 

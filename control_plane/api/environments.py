@@ -35,8 +35,14 @@ class HistoryQuery(BaseModel):
 
 
 @operation(
-    bp, "/environments/<env>", "PUT", roles=ADMIN, tag=TAG, body=EnvironmentCreate,
-    response=Environment, status=201,
+    bp,
+    "/environments/<env>",
+    "PUT",
+    roles=ADMIN,
+    tag=TAG,
+    body=EnvironmentCreate,
+    response=Environment,
+    status=201,
 )
 def create_environment(env: str):
     """Create an environment (200 with the existing one if it is already there)."""
@@ -60,7 +66,11 @@ def show_environment(env: str):
 
 
 @operation(
-    bp, "/environments/<env>/desired", roles=READERS, tag=TAG, response=DesiredState,
+    bp,
+    "/environments/<env>/desired",
+    roles=READERS,
+    tag=TAG,
+    response=DesiredState,
     errors=(304, 404),
     response_headers={
         "ETag": "The environment's revision.",
@@ -75,8 +85,14 @@ def show_desired(env: str):
 
 
 @operation(
-    bp, "/environments/<env>/desired/<model>", "PUT", roles=ADMIN, tag=TAG,
-    body=DesiredModelUpdate, response=DesiredState, errors=(404, 409, 412),
+    bp,
+    "/environments/<env>/desired/<model>",
+    "PUT",
+    roles=ADMIN,
+    tag=TAG,
+    body=DesiredModelUpdate,
+    response=DesiredState,
+    errors=(404, 409, 412),
     response_headers={"If-Match": "The revision this change is based on: 412 if stale."},
 )
 def set_desired(env: str, model: str):
@@ -102,8 +118,13 @@ def set_desired(env: str, model: str):
 
 
 @operation(
-    bp, "/environments/<env>/desired/<model>", "DELETE", roles=ADMIN, tag=TAG,
-    response=DesiredState, errors=(404, 412),
+    bp,
+    "/environments/<env>/desired/<model>",
+    "DELETE",
+    roles=ADMIN,
+    tag=TAG,
+    response=DesiredState,
+    errors=(404, 412),
 )
 def unset_desired(env: str, model: str):
     """Stop deploying a model in an environment."""
@@ -117,8 +138,14 @@ def unset_desired(env: str, model: str):
 
 
 @operation(
-    bp, "/environments/<env>/promote/<model>", "POST", roles=ADMIN, tag=TAG, body=ActionReason,
-    response=DesiredState, errors=(404, 409, 412),
+    bp,
+    "/environments/<env>/promote/<model>",
+    "POST",
+    roles=ADMIN,
+    tag=TAG,
+    body=ActionReason,
+    response=DesiredState,
+    errors=(404, 409, 412),
 )
 def promote(env: str, model: str):
     """Promote the shadow version to primary."""
@@ -129,8 +156,14 @@ def promote(env: str, model: str):
 
 
 @operation(
-    bp, "/environments/<env>/rollback/<model>", "POST", roles=ADMIN, tag=TAG, body=ActionReason,
-    response=DesiredState, errors=(404, 409, 412),
+    bp,
+    "/environments/<env>/rollback/<model>",
+    "POST",
+    roles=ADMIN,
+    tag=TAG,
+    body=ActionReason,
+    response=DesiredState,
+    errors=(404, 409, 412),
 )
 def rollback(env: str, model: str):
     """Restore the previous primary version."""
@@ -141,8 +174,13 @@ def rollback(env: str, model: str):
 
 
 @operation(
-    bp, "/environments/<env>/history", roles=READERS, tag=TAG, query=HistoryQuery,
-    response=History, errors=(404,),
+    bp,
+    "/environments/<env>/history",
+    roles=READERS,
+    tag=TAG,
+    query=HistoryQuery,
+    response=History,
+    errors=(404,),
 )
 def history(env: str):
     """List the audit log of desired-state changes, newest first."""
@@ -153,7 +191,11 @@ def history(env: str):
 
 
 @operation(
-    bp, "/environments/<env>/status", roles=READERS, tag=TAG, response=EnvironmentStatus,
+    bp,
+    "/environments/<env>/status",
+    roles=READERS,
+    tag=TAG,
+    response=EnvironmentStatus,
     errors=(404,),
 )
 def status(env: str):
@@ -161,9 +203,7 @@ def status(env: str):
     store = get_store()
     state = store.environments.desired(_existing(env))
     assert state is not None
-    report = environment_status(
-        state, store.agents.list(env), utcnow(), settings().stale_after
-    )
+    report = environment_status(state, store.agents.list(env), utcnow(), settings().stale_after)
     return report.model_dump(mode="json")
 
 

@@ -34,7 +34,7 @@ TAG = "models"
     tag=TAG,
     multipart={
         "artifact": "The model file (joblib or skops).",
-        "metadata": "JSON object: VersionMetadata (format, metrics, params, tags, input schema...).",
+        "metadata": "JSON object, a VersionMetadata: format, metrics, params, tags, schema...",
     },
     response=ModelVersion,
     status=201,
@@ -70,7 +70,9 @@ def create_version(model: str):
     store = get_store()
     try:
         version = store.registry.create_version(
-            model, Artifact(sha256=digest, size=size, format=metadata.format), metadata,
+            model,
+            Artifact(sha256=digest, size=size, format=metadata.format),
+            metadata,
             actor=g.principal.actor,
         )
     except BaseException:
@@ -117,7 +119,9 @@ def show_model(model: str):
     return detail.model_dump(mode="json")
 
 
-@operation(bp, "/models/<model>/versions", roles=READERS, tag=TAG, response=VersionList, errors=(404,))
+@operation(
+    bp, "/models/<model>/versions", roles=READERS, tag=TAG, response=VersionList, errors=(404,)
+)
 def list_versions(model: str):
     """List every version of a model, oldest first."""
     _existing_model(model)
@@ -126,8 +130,12 @@ def list_versions(model: str):
 
 
 @operation(
-    bp, "/models/<model>/versions/<int:version>", roles=READERS, tag=TAG,
-    response=ModelVersion, errors=(404,),
+    bp,
+    "/models/<model>/versions/<int:version>",
+    roles=READERS,
+    tag=TAG,
+    response=ModelVersion,
+    errors=(404,),
 )
 def show_version(model: str, version: int):
     """Show one version: artifact, metadata, input schema."""
@@ -135,8 +143,14 @@ def show_version(model: str, version: int):
 
 
 @operation(
-    bp, "/models/<model>/versions/<int:version>", "PATCH", roles=ADMIN, tag=TAG,
-    body=VersionPatch, response=ModelVersion, errors=(404,),
+    bp,
+    "/models/<model>/versions/<int:version>",
+    "PATCH",
+    roles=ADMIN,
+    tag=TAG,
+    body=VersionPatch,
+    response=ModelVersion,
+    errors=(404,),
 )
 def patch_version(model: str, version: int):
     """Change a version's tags or description."""
@@ -148,8 +162,12 @@ def patch_version(model: str, version: int):
 
 
 @operation(
-    bp, "/models/<model>/versions/<int:version>/artifact", roles=ARTIFACT_READERS, tag=TAG,
-    errors=(304, 206, 404, 416), binary_response=True,
+    bp,
+    "/models/<model>/versions/<int:version>/artifact",
+    roles=ARTIFACT_READERS,
+    tag=TAG,
+    errors=(304, 206, 404, 416),
+    binary_response=True,
     response_headers={
         "ETag": "The artifact's sha256 digest.",
         "If-None-Match": "A digest already held: answered with 304.",

@@ -78,6 +78,9 @@ def operation(
         all_errors = set(errors) | ({401, 403} if allowed is not None else set())
         if body is not None or multipart is not None or query is not None:
             all_errors |= {400, 422}
+        path_params = {name: converter for converter, name in _RULE_PARAM.findall(rule)}
+        if {"model", "env"} & path_params.keys():
+            all_errors.add(422)  # a name in the path that breaks the name rule
         OPERATIONS.append(
             Operation(
                 method=method.lower(),
@@ -95,7 +98,7 @@ def operation(
                 errors=tuple(sorted(all_errors)),
                 path_params={
                     name: "integer" if converter == "int" else "string"
-                    for converter, name in _RULE_PARAM.findall(rule)
+                    for name, converter in path_params.items()
                 },
                 response_headers=response_headers or {},
                 binary_response=binary_response,

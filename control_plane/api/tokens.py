@@ -20,8 +20,15 @@ class TokenList(BaseModel):
 
 
 @operation(
-    bp, "/tokens", "POST", roles=ADMIN, tag=TAG, body=TokenCreate, response=TokenCreated,
-    status=201, errors=(404,),
+    bp,
+    "/tokens",
+    "POST",
+    roles=ADMIN,
+    tag=TAG,
+    body=TokenCreate,
+    response=TokenCreated,
+    status=201,
+    errors=(404,),
 )
 def create_token():
     """Create a token; its secret is in this response only."""

@@ -147,7 +147,9 @@ class EnvironmentStore:
         assert state is not None
         return state
 
-    def history(self, environment: str, *, limit: int = 100, before_id: int | None = None) -> list[HistoryEntry]:
+    def history(
+        self, environment: str, *, limit: int = 100, before_id: int | None = None
+    ) -> list[HistoryEntry]:
         """Return the newest history entries first."""
         cursor = self.db.execute(
             "SELECT * FROM history WHERE environment = ? AND id < ? ORDER BY id DESC LIMIT ?",
@@ -174,4 +176,3 @@ def _environment(row: dict) -> Environment:
         created_at=from_time(row["created_at"]),
         updated_at=from_time(row["updated_at"]),
     )
-

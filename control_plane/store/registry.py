@@ -86,12 +86,12 @@ class RegistryStore:
         return next((m for m in self.list_models() if m.name == model), None)
 
     def model_exists(self, model: str) -> bool:
-        return self.db.execute("SELECT 1 FROM models WHERE name = ?", [model]).fetchone() is not None
+        return (
+            self.db.execute("SELECT 1 FROM models WHERE name = ?", [model]).fetchone() is not None
+        )
 
     def list_versions(self, model: str) -> list[ModelVersion]:
-        cursor = self.db.execute(
-            "SELECT * FROM versions WHERE model = ? ORDER BY version", [model]
-        )
+        cursor = self.db.execute("SELECT * FROM versions WHERE model = ? ORDER BY version", [model])
         return [_version(row) for row in dict_rows(cursor)]
 
     def get_version(self, model: str, version: int) -> ModelVersion | None:

@@ -68,7 +68,8 @@ def test_long_poll_returns_as_soon_as_the_revision_changes(world: Api, app):
     ).start()
     started = time.monotonic()
     response = world.get(
-        f"/api/v1/agents/{agent['agent_id']}/manifest?wait=10", token=agent["token"],
+        f"/api/v1/agents/{agent['agent_id']}/manifest?wait=10",
+        token=agent["token"],
         **{"If-None-Match": etag},
     )
     elapsed = time.monotonic() - started
@@ -82,7 +83,8 @@ def test_long_poll_times_out_with_304(world: Api):
     etag = manifest_of(world, agent).headers["ETag"]
     started = time.monotonic()
     response = world.get(
-        f"/api/v1/agents/{agent['agent_id']}/manifest?wait=1", token=agent["token"],
+        f"/api/v1/agents/{agent['agent_id']}/manifest?wait=1",
+        token=agent["token"],
         **{"If-None-Match": etag},
     )
     assert response.status_code == 304
@@ -91,7 +93,9 @@ def test_long_poll_times_out_with_304(world: Api):
 
 def test_bad_long_poll_value_is_422(world: Api):
     agent = world.enroll("production")
-    response = world.get(f"/api/v1/agents/{agent['agent_id']}/manifest?wait=-1", token=agent["token"])
+    response = world.get(
+        f"/api/v1/agents/{agent['agent_id']}/manifest?wait=-1", token=agent["token"]
+    )
     assert_error(response, 422, field="query.wait")
 
 
@@ -118,7 +122,9 @@ def test_heartbeat_updates_status_and_convergence(world: Api):
         "labels": {"site": "lab"},
         "models": {"wine": {"serving": 1, "shadow": 2, "status": "ok"}},
     }
-    ack = world.send("POST", f"/api/v1/agents/{agent['agent_id']}/heartbeat", beat, token=agent["token"])
+    ack = world.send(
+        "POST", f"/api/v1/agents/{agent['agent_id']}/heartbeat", beat, token=agent["token"]
+    )
     assert ack.status_code == 200
     assert ack.get_json()["desired_revision"] == 1
     status = world.get("/api/v1/environments/production/status").get_json()
@@ -131,8 +137,18 @@ def test_heartbeat_updates_status_and_convergence(world: Api):
 
 def test_failed_model_is_not_converged(world: Api):
     agent = world.enroll("production")
-    beat = {"applied_revision": 1, "models": {"wine": {
-        "serving": 1, "shadow": None, "status": "failed", "stage": "smoke_test", "error": "NaN output"}}}
+    beat = {
+        "applied_revision": 1,
+        "models": {
+            "wine": {
+                "serving": 1,
+                "shadow": None,
+                "status": "failed",
+                "stage": "smoke_test",
+                "error": "NaN output",
+            }
+        },
+    }
     world.send("POST", f"/api/v1/agents/{agent['agent_id']}/heartbeat", beat, token=agent["token"])
     status = world.get("/api/v1/environments/production/status").get_json()
     model = status["agents"][0]["models"]["wine"]
@@ -144,8 +160,12 @@ def test_poll_hint_shortens_while_agents_lag(world: Api):
     agent = world.enroll("production")
     lagging = manifest_of(world, agent)
     assert lagging.get_json()["poll_after"] == ControlPlaneSettings().rollout_poll_interval
-    world.send("POST", f"/api/v1/agents/{agent['agent_id']}/heartbeat", {"applied_revision": 1},
-               token=agent["token"])
+    world.send(
+        "POST",
+        f"/api/v1/agents/{agent['agent_id']}/heartbeat",
+        {"applied_revision": 1},
+        token=agent["token"],
+    )
     caught_up = manifest_of(world, agent)
     assert caught_up.get_json()["poll_after"] == ControlPlaneSettings().poll_interval
 
@@ -162,6 +182,8 @@ BAD_HEARTBEATS = [
 @pytest.mark.parametrize(("body", "field"), BAD_HEARTBEATS)
 def test_bad_heartbeats_are_refused(world: Api, body, field):
     agent = world.enroll("production")
-    response = world.send("POST", f"/api/v1/agents/{agent['agent_id']}/heartbeat", body, token=agent["token"])
+    response = world.send(
+        "POST", f"/api/v1/agents/{agent['agent_id']}/heartbeat", body, token=agent["token"]
+    )
     assert_error(response, 422, "invalid", field)
     assert world.get(f"/api/v1/agents/{agent['agent_id']}").get_json()["last_seen"] is None

@@ -40,7 +40,10 @@ def test_viewer_reads_but_cannot_write(world: Api, wine_model_bytes: bytes):
     assert_error(world.push("wine", wine_model_bytes, token=viewer), 403)
     assert_error(world.send("POST", "/api/v1/tokens", {"role": "admin"}, token=viewer), 403)
     assert_error(world.send("PUT", "/api/v1/environments/x", {}, token=viewer), 403)
-    assert world.get("/api/v1/models/wine/versions", token=viewer).get_json()["versions"][0]["version"] == 1
+    assert (
+        world.get("/api/v1/models/wine/versions", token=viewer).get_json()["versions"][0]["version"]
+        == 1
+    )
 
 
 def test_agent_token_reads_only_its_own_manifest(world: Api):
@@ -50,7 +53,9 @@ def test_agent_token_reads_only_its_own_manifest(world: Api):
     assert own.status_code == 200
     other = world.get(f"/api/v1/agents/{second['agent_id']}/manifest", token=first["token"])
     assert_error(other, 403, "forbidden")
-    beat = world.send("POST", f"/api/v1/agents/{second['agent_id']}/heartbeat", {}, token=first["token"])
+    beat = world.send(
+        "POST", f"/api/v1/agents/{second['agent_id']}/heartbeat", {}, token=first["token"]
+    )
     assert_error(beat, 403)
     assert_error(world.get("/api/v1/models", token=first["token"]), 403)
     assert_error(world.get("/api/v1/agents", token=first["token"]), 403)
@@ -59,10 +64,15 @@ def test_agent_token_reads_only_its_own_manifest(world: Api):
 def test_agent_downloads_only_what_its_environment_wants(world: Api, wine_model_bytes: bytes):
     world.push_ok("wine", wine_model_bytes + b"v2")
     agent = world.enroll("production")
-    assert world.get("/api/v1/models/wine/versions/1/artifact", token=agent["token"]).status_code == 200
+    assert (
+        world.get("/api/v1/models/wine/versions/1/artifact", token=agent["token"]).status_code
+        == 200
+    )
     assert_error(world.get("/api/v1/models/wine/versions/2/artifact", token=agent["token"]), 403)
     staging_agent = world.enroll("staging")
-    assert_error(world.get("/api/v1/models/wine/versions/1/artifact", token=staging_agent["token"]), 403)
+    assert_error(
+        world.get("/api/v1/models/wine/versions/1/artifact", token=staging_agent["token"]), 403
+    )
 
 
 def test_enrollment_token_only_enrolls(world: Api):
@@ -77,7 +87,12 @@ def test_enrollment_token_only_enrolls(world: Api):
 def test_enrollment_token_use_count_is_spent(world: Api):
     enrollment = world.create_token("enrollment", environment="production", max_uses=2)
     for _ in range(2):
-        assert world.send("POST", "/api/v1/agents/enroll", {"hostname": "h"}, token=enrollment).status_code == 201
+        assert (
+            world.send(
+                "POST", "/api/v1/agents/enroll", {"hostname": "h"}, token=enrollment
+            ).status_code
+            == 201
+        )
     third = world.send("POST", "/api/v1/agents/enroll", {"hostname": "h"}, token=enrollment)
     assert_error(third, 401)
     assert len(world.get("/api/v1/agents").get_json()["agents"]) == 2
@@ -87,7 +102,9 @@ def test_expired_token_is_refused(world: Api, app):
     viewer = world.create_token("viewer", expires_in=60)
     db = sqlite3.connect(app.extensions["tether"].settings.database_path)
     with db:
-        db.execute("UPDATE tokens SET expires_at = '2000-01-01T00:00:00+00:00' WHERE role = 'viewer'")
+        db.execute(
+            "UPDATE tokens SET expires_at = '2000-01-01T00:00:00+00:00' WHERE role = 'viewer'"
+        )
     db.close()
     assert_error(world.get("/api/v1/models", token=viewer), 401)
 
@@ -103,6 +120,10 @@ def test_tokens_are_stored_only_as_hashes(world: Api, app):
 
 
 def test_enroll_with_an_empty_hostname_is_refused(world: Api):
-    bad = world.send("POST", "/api/v1/agents/enroll", {"hostname": ""},
-                     token=world.create_token("enrollment", environment="production"))
+    bad = world.send(
+        "POST",
+        "/api/v1/agents/enroll",
+        {"hostname": ""},
+        token=world.create_token("enrollment", environment="production"),
+    )
     assert_error(bad, 422, field="hostname")

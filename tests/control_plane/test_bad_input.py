@@ -56,17 +56,66 @@ def test_bad_environment_names_are_refused(world: Api, name: str):
 
 # (method, path, body, status, code, named field)
 BAD_REQUESTS = [
-    ("PUT", "/api/v1/environments/production/desired/wine", {"version": "three"}, 422, "invalid", "version"),
-    ("PUT", "/api/v1/environments/production/desired/wine", {"version": 0}, 422, "invalid", "version"),
-    ("PUT", "/api/v1/environments/production/desired/wine", {"version": 1, "shadow": 1}, 422, "invalid", "shadow"),
-    ("PUT", "/api/v1/environments/production/desired/wine", {"version": 2, "bogus": 1}, 422, "invalid", "bogus"),
+    (
+        "PUT",
+        "/api/v1/environments/production/desired/wine",
+        {"version": "three"},
+        422,
+        "invalid",
+        "version",
+    ),
+    (
+        "PUT",
+        "/api/v1/environments/production/desired/wine",
+        {"version": 0},
+        422,
+        "invalid",
+        "version",
+    ),
+    (
+        "PUT",
+        "/api/v1/environments/production/desired/wine",
+        {"version": 1, "shadow": 1},
+        422,
+        "invalid",
+        "shadow",
+    ),
+    (
+        "PUT",
+        "/api/v1/environments/production/desired/wine",
+        {"version": 2, "bogus": 1},
+        422,
+        "invalid",
+        "bogus",
+    ),
     ("PUT", "/api/v1/environments/production/desired/wine", {}, 422, "invalid", "version"),
     ("PUT", "/api/v1/environments/production/desired/wine", [1, 2], 422, "invalid", "(body)"),
     ("PUT", "/api/v1/environments/production/desired/wine", {"version": 5}, 404, "not_found", "5"),
-    ("PUT", "/api/v1/environments/nowhere/desired/wine", {"version": 1}, 404, "not_found", "nowhere"),
-    ("PUT", "/api/v1/environments/production/desired/ghost", {"version": 1}, 404, "not_found", "ghost"),
+    (
+        "PUT",
+        "/api/v1/environments/nowhere/desired/wine",
+        {"version": 1},
+        404,
+        "not_found",
+        "nowhere",
+    ),
+    (
+        "PUT",
+        "/api/v1/environments/production/desired/ghost",
+        {"version": 1},
+        404,
+        "not_found",
+        "ghost",
+    ),
     ("DELETE", "/api/v1/environments/nowhere/desired/wine", None, 404, "not_found", "nowhere"),
-    ("POST", "/api/v1/environments/production/promote/wine", {"reason": 5}, 422, "invalid", "reason"),
+    (
+        "POST",
+        "/api/v1/environments/production/promote/wine",
+        {"reason": 5},
+        422,
+        "invalid",
+        "reason",
+    ),
     ("POST", "/api/v1/environments/production/rollback/ghost", {}, 409, "conflict", "roll back"),
     ("GET", "/api/v1/environments/nowhere/desired", None, 404, "not_found", "nowhere"),
     ("GET", "/api/v1/environments/nowhere/status", None, 404, "not_found", "nowhere"),
@@ -81,10 +130,31 @@ BAD_REQUESTS = [
     ("PATCH", "/api/v1/models/wine/versions/7", {"description": "x"}, 404, "not_found", "7"),
     ("POST", "/api/v1/tokens", {"role": "root"}, 422, "invalid", "role"),
     ("POST", "/api/v1/tokens", {"role": "enrollment"}, 422, "invalid", "environment"),
-    ("POST", "/api/v1/tokens", {"role": "enrollment", "environment": "nowhere"}, 404, "not_found", "nowhere"),
-    ("POST", "/api/v1/tokens", {"role": "viewer", "environment": "production"}, 422, "invalid", "environment"),
+    (
+        "POST",
+        "/api/v1/tokens",
+        {"role": "enrollment", "environment": "nowhere"},
+        404,
+        "not_found",
+        "nowhere",
+    ),
+    (
+        "POST",
+        "/api/v1/tokens",
+        {"role": "viewer", "environment": "production"},
+        422,
+        "invalid",
+        "environment",
+    ),
     ("POST", "/api/v1/tokens", {"role": "viewer", "expires_in": -5}, 422, "invalid", "expires_in"),
-    ("POST", "/api/v1/tokens", {"role": "enrollment", "environment": "production", "max_uses": 0}, 422, "invalid", "max_uses"),
+    (
+        "POST",
+        "/api/v1/tokens",
+        {"role": "enrollment", "environment": "production", "max_uses": 0},
+        422,
+        "invalid",
+        "max_uses",
+    ),
     ("GET", "/api/v1/agents/agt_missing", None, 404, "not_found", "agt_missing"),
     ("GET", "/api/v1/agents?environment=Bad%20Env", None, 422, "invalid_name", "Bad Env"),
     ("GET", "/api/v1/nothing-here", None, 404, "not_found", None),
@@ -132,7 +202,13 @@ UPLOAD_CASES = [
     ('{"format": "onnx"}', True, 422, "invalid", "metadata.format"),
     ("{not json", True, 422, "invalid", "metadata"),
     ('{"metrics": {"acc": "high"}}', True, 422, "invalid", "metadata.metrics.acc"),
-    ('{"input_schema": [{"name": "a", "type": "tensor"}]}', True, 422, "invalid", "metadata.input_schema.0.type"),
+    (
+        '{"input_schema": [{"name": "a", "type": "tensor"}]}',
+        True,
+        422,
+        "invalid",
+        "metadata.input_schema.0.type",
+    ),
     ('{"surprise": 1}', True, 422, "invalid", "metadata.surprise"),
     ("[]", True, 422, "invalid", "metadata"),
     ("{}", False, 422, "invalid", "artifact"),
@@ -140,14 +216,18 @@ UPLOAD_CASES = [
 
 
 @pytest.mark.parametrize(("metadata", "with_file", "status", "code", "field"), UPLOAD_CASES)
-def test_bad_uploads_store_nothing(world: Api, app, wine_model_bytes, metadata, with_file, status, code, field):
+def test_bad_uploads_store_nothing(
+    world: Api, app, wine_model_bytes, metadata, with_file, status, code, field
+):
     before = snapshot(world)
     files_before = sorted(app.extensions["tether"].artifacts.root.rglob("*"))
     data = {"metadata": metadata}
     if with_file:
         data["artifact"] = (io.BytesIO(wine_model_bytes + b"new"), "m.joblib")
     response = world.client.post(
-        "/api/v1/models/wine/versions", data=data, headers=world.headers(),
+        "/api/v1/models/wine/versions",
+        data=data,
+        headers=world.headers(),
         content_type="multipart/form-data",
     )
     assert_error(response, status, code, field)

@@ -16,7 +16,8 @@ def test_toml_then_environment_then_overrides(tmp_path: Path):
     path = tmp_path / "cp.toml"
     path.write_text('port = 9000\npoll_interval = 12\ndata_dir = "/srv/tether"\n')
     settings = load_settings(
-        ControlPlaneSettings, path,
+        ControlPlaneSettings,
+        path,
         environ={"TETHER_POLL_INTERVAL": "7", "TETHER_STALE_AFTER": "99"},
         overrides={"port": 9100, "host": None},
     )

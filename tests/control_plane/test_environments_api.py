@@ -45,8 +45,11 @@ def test_desired_state_shape_and_etag(deployed: Api):
 
 def test_every_change_bumps_the_revision_and_is_audited(deployed: Api):
     deployed.set_desired("production", "wine", 1)
-    deployed.send("PUT", "/api/v1/environments/production/desired/wine",
-                  {"version": 2, "shadow": 3, "reason": "try v3 in shadow"})
+    deployed.send(
+        "PUT",
+        "/api/v1/environments/production/desired/wine",
+        {"version": 2, "shadow": 3, "reason": "try v3 in shadow"},
+    )
     deployed.send("POST", "/api/v1/environments/production/promote/wine", {"reason": "v3 agrees"})
     deployed.send("POST", "/api/v1/environments/production/rollback/wine", {"reason": "oops"})
     deployed.send("DELETE", "/api/v1/environments/production/desired/wine?reason=retired")

@@ -14,7 +14,9 @@ def stored_files(app) -> list[Path]:
 
 
 def test_push_registers_numbered_versions_with_digest(api: Api, wine_model_bytes: bytes):
-    first = api.push_ok("wine", wine_model_bytes, {"metrics": {"accuracy": 0.97}, "tags": {"team": "a"}})
+    first = api.push_ok(
+        "wine", wine_model_bytes, {"metrics": {"accuracy": 0.97}, "tags": {"team": "a"}}
+    )
     second = api.push_ok("wine", wine_model_bytes + b"\0", {"format": "joblib"})
     assert (first["version"], second["version"]) == (1, 2)
     assert first["artifact"] == {
@@ -85,7 +87,10 @@ def test_artifact_download_honours_etag_and_range(api: Api, wine_model_bytes: by
     part = api.get("/api/v1/models/wine/versions/1/artifact", Range="bytes=100-")
     assert part.status_code == 206
     assert part.data == wine_model_bytes[100:]
-    assert part.headers["Content-Range"] == f"bytes 100-{len(wine_model_bytes) - 1}/{len(wine_model_bytes)}"
+    assert (
+        part.headers["Content-Range"]
+        == f"bytes 100-{len(wine_model_bytes) - 1}/{len(wine_model_bytes)}"
+    )
     unsatisfiable = api.get(
         "/api/v1/models/wine/versions/1/artifact", Range=f"bytes={len(wine_model_bytes) + 5}-"
     )
@@ -103,7 +108,9 @@ def test_upload_over_the_size_limit_leaves_nothing(tmp_path: Path, wine_model_by
 
 
 def test_refused_upload_leaves_no_file(app, api: Api, wine_model_bytes: bytes):
-    assert_error(api.push("wine", wine_model_bytes, {"format": "pickle"}), 422, field="metadata.format")
+    assert_error(
+        api.push("wine", wine_model_bytes, {"format": "pickle"}), 422, field="metadata.format"
+    )
     assert_error(api.push("Bad Name", wine_model_bytes), 422, "invalid_name")
     assert stored_files(app) == []
     assert api.get("/api/v1/models").get_json()["models"] == []

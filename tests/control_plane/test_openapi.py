@@ -32,8 +32,12 @@ def test_schemas_come_from_the_pydantic_models(client):
     body_ref = desired["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     body = schemas[body_ref.rsplit("/", 1)[1]]
     assert {"version", "shadow", "reason"} <= set(body["properties"])
-    assert desired["responses"]["412"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorBody")
-    every_ref = re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', str(document).replace("'", '"'))
+    assert desired["responses"]["412"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "ErrorBody"
+    )
+    every_ref = re.findall(
+        r'"\$ref": "#/components/schemas/([^"]+)"', str(document).replace("'", '"')
+    )
     assert every_ref and all(name in schemas for name in every_ref)
 
 
@@ -51,3 +55,15 @@ def test_docs_page_uses_only_local_assets(client):
         assert response.status_code == 200, source
         assert len(response.get_data()) > 1000
         response.close()
+
+
+def test_api_reference_in_docs_is_up_to_date():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parents[2]
+    result = subprocess.run(
+        [sys.executable, "scripts/api_docs.py", "--check"], cwd=root, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr

@@ -23,7 +23,9 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def http(server):
-    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.admin_token}"}) as client:
+    with httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {server.admin_token}"}
+    ) as client:
         yield client
 
 
@@ -39,7 +41,9 @@ def test_first_start_writes_the_admin_token_privately_and_prints_it_once(tmp_pat
     second = ServerProcess(data).start()
     try:
         assert token not in second.log().replace(first.log(), "")
-        response = httpx.get(f"{second.url}/api/v1/models", headers={"Authorization": f"Bearer {token}"})
+        response = httpx.get(
+            f"{second.url}/api/v1/models", headers={"Authorization": f"Bearer {token}"}
+        )
         assert response.status_code == 200
     finally:
         second.stop()
@@ -55,10 +59,17 @@ def test_readme_tour_over_raw_http(http: httpx.Client, wine_model_file: Path):
     assert pushed.status_code == 201, pushed.text
     version = pushed.json()["version"]
     assert http.put("/api/v1/environments/production", json={}).status_code in (200, 201)
-    assert http.put("/api/v1/environments/production/desired/wine", json={"version": version}).status_code == 200
+    assert (
+        http.put(
+            "/api/v1/environments/production/desired/wine", json={"version": version}
+        ).status_code
+        == 200
+    )
     read = http.get("/api/v1/environments/production/desired")
     assert read.json()["models"]["wine"] == {"version": version, "shadow": None}
-    again = http.get("/api/v1/environments/production/desired", headers={"If-None-Match": read.headers["ETag"]})
+    again = http.get(
+        "/api/v1/environments/production/desired", headers={"If-None-Match": read.headers["ETag"]}
+    )
     assert again.status_code == 304
 
 
@@ -76,8 +87,8 @@ def test_interrupted_upload_leaves_no_version_and_no_file(server, http: httpx.Cl
     before = http.get("/api/v1/models").json()
     boundary = "tetherboundary"
     head = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{{}}\r\n"
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"artifact\"; filename=\"m.joblib\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="metadata"\r\n\r\n{{}}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="artifact"; filename="m.joblib"\r\n'
         "Content-Type: application/octet-stream\r\n\r\n"
     ).encode()
     declared = len(head) + 5_000_000

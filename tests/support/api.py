@@ -7,7 +7,9 @@ import json
 from typing import Any
 
 
-def assert_error(response: Any, status: int, code: str | None = None, field: str | None = None) -> dict:
+def assert_error(
+    response: Any, status: int, code: str | None = None, field: str | None = None
+) -> dict:
     """Assert the one JSON error shape, its status and, optionally, its code and a named field."""
     assert response.status_code == status, (response.status_code, response.get_data(as_text=True))
     body = response.get_json()
@@ -35,7 +37,9 @@ class Api:
     def get(self, path: str, token: str | None = None, **headers: str):
         return _read(self.client.get(path, headers=self.headers(token, **headers)))
 
-    def send(self, method: str, path: str, body: Any = None, token: str | None = None, **headers: str):
+    def send(
+        self, method: str, path: str, body: Any = None, token: str | None = None, **headers: str
+    ):
         return _read(
             self.client.open(path, method=method, json=body, headers=self.headers(token, **headers))
         )
@@ -45,7 +49,9 @@ class Api:
         assert response.status_code in (200, 201), response.get_json()
         return response.get_json()
 
-    def push(self, model: str, artifact: bytes, metadata: dict | None = None, token: str | None = None):
+    def push(
+        self, model: str, artifact: bytes, metadata: dict | None = None, token: str | None = None
+    ):
         return self.client.post(
             f"/api/v1/models/{model}/versions",
             data={
@@ -61,10 +67,14 @@ class Api:
         assert response.status_code == 201, response.get_json()
         return response.get_json()
 
-    def set_desired(self, env: str, model: str, version: int, shadow: int | None = None, **headers: str):
+    def set_desired(
+        self, env: str, model: str, version: int, shadow: int | None = None, **headers: str
+    ):
         return self.send(
-            "PUT", f"/api/v1/environments/{env}/desired/{model}",
-            {"version": version, "shadow": shadow}, **headers,
+            "PUT",
+            f"/api/v1/environments/{env}/desired/{model}",
+            {"version": version, "shadow": shadow},
+            **headers,
         )
 
     def create_token(self, role: str, **fields: Any) -> str:
@@ -74,7 +84,9 @@ class Api:
 
     def enroll(self, env: str, hostname: str = "host-1") -> dict:
         enrollment = self.create_token("enrollment", environment=env)
-        response = self.send("POST", "/api/v1/agents/enroll", {"hostname": hostname}, token=enrollment)
+        response = self.send(
+            "POST", "/api/v1/agents/enroll", {"hostname": hostname}, token=enrollment
+        )
         assert response.status_code == 201, response.get_json()
         return response.get_json()
 

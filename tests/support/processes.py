@@ -40,8 +40,14 @@ def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 30.0)
 class ServerProcess:
     """A real `tether server` on a free loopback port, with its own data dir."""
 
-    def __init__(self, data_dir: Path, *, port: int | None = None, env: dict[str, str] | None = None,
-                 extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -54,9 +60,20 @@ class ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(
-                [*TETHER, "server", "--data-dir", str(self.data_dir), "--port", str(self.port),
-                 "--workers", "1", *self.extra_args],
-                stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                [
+                    *TETHER,
+                    "server",
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    "1",
+                    *self.extra_args,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
             )
         try:
             wait_until_ready(f"{self.url}/readyz", self.process)
