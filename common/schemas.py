@@ -93,10 +93,18 @@ class Artifact(BaseModel):
     format: ArtifactFormat
 
 
+class ProfileRef(BaseModel):
+    """Where a version's reference profile (common.drift.ReferenceProfile JSON) is stored."""
+
+    sha256: Sha256
+    size: int
+
+
 class ModelVersion(BaseModel):
     model: str
     version: int
     artifact: Artifact
+    reference_profile: ProfileRef | None = None
     description: str = ""
     metrics: dict[str, float] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
@@ -129,7 +137,9 @@ class VersionList(BaseModel):
 
 
 class EnvironmentCreate(Strict):
-    description: Annotated[str, StringConstraints(max_length=2000)] = ""
+    description: Annotated[str, StringConstraints(max_length=2000)] | None = Field(
+        default=None, description="Set or replace the description; left out, it is kept."
+    )
 
 
 class Environment(BaseModel):
@@ -252,6 +262,9 @@ class ActualModel(Strict):
     stage: Annotated[str, StringConstraints(max_length=64)] | None = Field(
         default=None, description="Where a failure happened: download, verify, load, smoke_test."
     )
+    target: VersionNumber | None = Field(
+        default=None, description="The version being applied, while downloading or after failing."
+    )
 
 
 class Heartbeat(Strict):
@@ -293,6 +306,7 @@ class AgentList(BaseModel):
 class ManifestEntry(BaseModel):
     version: int
     artifact: Artifact
+    reference_profile: ProfileRef | None = None
     input_example: list[dict[str, Any]] | None = None
 
 

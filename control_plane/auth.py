@@ -19,7 +19,8 @@ ARTIFACT_READERS = frozenset({Role.admin, Role.viewer, Role.agent})
 
 def bearer_token() -> str | None:
     """Return the token of the Authorization header, if it has one."""
-    header = request.headers.get("Authorization", "")
+    # Straight from the WSGI environ: the same value, without EnvironHeaders' key translation.
+    header = request.environ.get("HTTP_AUTHORIZATION", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None

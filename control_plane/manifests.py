@@ -31,7 +31,10 @@ def build_manifest(store: Store, environment: str) -> Manifest | None:
 
 def _entry(version: ModelVersion) -> ManifestEntry:
     return ManifestEntry(
-        version=version.version, artifact=version.artifact, input_example=version.input_example
+        version=version.version,
+        artifact=version.artifact,
+        reference_profile=version.reference_profile,
+        input_example=version.input_example,
     )
 
 

@@ -42,5 +42,9 @@ class ControlPlaneServer(BaseApplication):
 
     def load(self):  # type: ignore[no-untyped-def]
         from control_plane.app import create_app
+        from control_plane.scheduler import PolicyScheduler
 
-        return create_app(self.app_config)
+        app = create_app(self.app_config)
+        # With preload_app, load() runs once, in the master: so does the policy engine.
+        PolicyScheduler(app).start()
+        return app

@@ -20,6 +20,7 @@ class ControlPlaneSettings(BaseModel):
     log_level: str = "info"
     max_artifact_bytes: int = Field(default=4 * 1024**3, gt=0)
     max_request_bytes: int = Field(default=1024**2, gt=0)
+    max_report_batch_bytes: int = Field(default=64 * 1024**2, gt=0)
     poll_interval: int = Field(default=30, ge=1, description="Poll hint in steady state.")
     rollout_poll_interval: int = Field(default=5, ge=1, description="Poll hint during a rollout.")
     idle_poll_interval: int = Field(default=120, ge=1, description="Poll hint when idle.")
@@ -28,6 +29,9 @@ class ControlPlaneSettings(BaseModel):
         default=600, ge=1, description="How long a change counts as rolling out."
     )
     long_poll_max: int = Field(default=60, ge=0, le=600)
+    policy_interval: int = Field(
+        default=10, ge=0, description="Seconds between policy passes; 0 turns the engine off."
+    )
     stale_after: int = Field(default=120, ge=1, description="Seconds without heartbeat = stale.")
 
     @property

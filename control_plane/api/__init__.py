@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from flask import Flask
 
-from control_plane.api import agents, docs, environments, models, operations, tokens
+from control_plane.api import (
+    agents,
+    docs,
+    environments,
+    fleet,
+    models,
+    operations,
+    policies,
+    reports,
+    tokens,
+)
 
 BLUEPRINTS = (
     models.bp,  # /api/v1/models...
     environments.bp,  # /api/v1/environments...
     agents.bp,  # /api/v1/agents...
+    reports.bp,  # /api/v1/agents/<id>/reports, /api/v1/reports, /api/v1/events
+    fleet.bp,  # /api/v1/environments/<env>/drift|shadow/<model>
+    policies.bp,  # /api/v1/environments/<env>/policy
     tokens.bp,  # /api/v1/tokens
     operations.bp,  # /healthz /readyz /openapi.json
     docs.bp,  # /docs

@@ -6,6 +6,7 @@ import time
 
 from flask import Blueprint, Response, g, jsonify, request
 from pydantic import BaseModel, Field
+from werkzeug.http import quote_etag
 
 from common.names import check_name
 from common.schemas import (
@@ -76,21 +77,25 @@ def manifest(agent_id: str):
         if agent is None:
             raise NotFound(f"agent {agent_id!r} not found")
         environment = agent.environment
-    wait = min(parse_query(ManifestQuery).wait, settings().long_poll_max) if request.args else 0
+    config = settings()
+    # Only a long-poll carries a query string; parsing an absent one still costs on every poll.
+    wait = min(parse_query(ManifestQuery).wait, config.long_poll_max) if request.query_string else 0
     deadline = time.monotonic() + wait
-    known = request.if_none_match
     while True:
         found = store.environments.poll_state(environment)
         if found is None:
             raise NotFound(f"environment {environment!r} not found")
         revision, updated_at, lagging = found
         etag = manifest_etag(revision)
-        if not known.contains(etag) or time.monotonic() >= deadline:
+        unchanged = _agent_has(etag)
+        if not unchanged or time.monotonic() >= deadline:
             break
         time.sleep(LONG_POLL_STEP)
-    hint = poll_hint(settings(), updated_at, lagging)
-    if known.contains(etag):
-        response = Response(status=304)
+    hint = poll_hint(config, updated_at, lagging)
+    if unchanged:
+        # Naming a content type spares werkzeug a failed (exception-raising) header lookup;
+        # a 304 is sent without it anyway.
+        response = Response(status=304, content_type="application/json")
     else:
         built = build_manifest(store, environment)
         assert built is not None
@@ -98,6 +103,15 @@ def manifest(agent_id: str):
     response.set_etag(etag)
     response.headers[POLL_HINT_HEADER] = str(hint)
     return response
+
+
+def _agent_has(etag: str) -> bool:
+    """Tell whether the request's If-None-Match names `etag`, as a strong match or `*`."""
+    header = request.environ.get("HTTP_IF_NONE_MATCH")
+    if header is None:
+        return False
+    # An agent sends back exactly the ETag it was given: answer that without parsing the header.
+    return header == quote_etag(etag) or request.if_none_match.contains(etag)
 
 
 @operation(

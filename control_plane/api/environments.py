@@ -27,6 +27,7 @@ from control_plane.store.environments import Change
 
 bp = Blueprint("environments", __name__, url_prefix="/api/v1")
 TAG = "environments"
+MAX_REASON = 2000
 
 
 class HistoryQuery(BaseModel):
@@ -45,7 +46,7 @@ class HistoryQuery(BaseModel):
     status=201,
 )
 def create_environment(env: str):
-    """Create an environment (200 with the existing one if it is already there)."""
+    """Create an environment; on an existing one, 200, updating the description if given."""
     check_name(env, "environment name")
     body = parse_body(EnvironmentCreate)
     environment, created = get_store().environments.create(env, body.description)
@@ -134,6 +135,11 @@ def unset_desired(env: str, model: str):
     if state is None or model not in state.models:
         raise NotFound(f"model {model!r} is not deployed in {env!r}")
     reason = request.args.get("reason", "")
+    if len(reason) > MAX_REASON:
+        raise Unprocessable(
+            f"reason is over {MAX_REASON} characters",
+            details=[{"field": "query.reason", "message": "too long"}],
+        )
     return _change(env, model, decide.remove_entry, "unset", reason)
 
 
@@ -149,8 +155,7 @@ def unset_desired(env: str, model: str):
 )
 def promote(env: str, model: str):
     """Promote the shadow version to primary."""
-    _existing(env)
-    check_name(model, "model name")
+    _existing_model(env, model)
     body = parse_body(ActionReason)
     return _change(env, model, decide.promote, "promote", body.reason)
 
@@ -167,8 +172,7 @@ def promote(env: str, model: str):
 )
 def rollback(env: str, model: str):
     """Restore the previous primary version."""
-    _existing(env)
-    check_name(model, "model name")
+    _existing_model(env, model)
     body = parse_body(ActionReason)
     return _change(env, model, decide.rollback, "rollback", body.reason)
 
@@ -212,6 +216,13 @@ def _existing(env: str) -> str:
     if get_store().environments.revision(env) is None:
         raise NotFound(f"environment {env!r} not found")
     return env
+
+
+def _existing_model(env: str, model: str) -> None:
+    _existing(env)
+    check_name(model, "model name")
+    if not get_store().registry.model_exists(model):
+        raise NotFound(f"model {model!r} not found")
 
 
 def _change(env: str, model: str, change: Change, action: str, reason: str) -> Response:

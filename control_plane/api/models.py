@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, g, request, send_file
 from pydantic import ValidationError
 
+from common.drift import ReferenceProfile
 from common.names import check_name
 from common.schemas import (
     Artifact,
@@ -12,6 +15,7 @@ from common.schemas import (
     ModelDetail,
     ModelList,
     ModelVersion,
+    ProfileRef,
     Role,
     VersionList,
     VersionMetadata,
@@ -24,6 +28,7 @@ from control_plane.errors import Forbidden, NotFound, Unprocessable, invalid_inp
 
 bp = Blueprint("models", __name__, url_prefix="/api/v1")
 TAG = "models"
+MAX_PROFILE_BYTES = 64 * 1024 * 1024
 
 
 @operation(
@@ -35,6 +40,7 @@ TAG = "models"
     multipart={
         "artifact": "The model file (joblib or skops).",
         "metadata": "JSON object, a VersionMetadata: format, metrics, params, tags, schema...",
+        "reference_profile": "Optional: the training data's common.drift.ReferenceProfile JSON.",
     },
     response=ModelVersion,
     status=201,
@@ -65,21 +71,50 @@ def create_version(model: str):
         raise Unprocessable(
             "the artifact is empty", details=[{"field": "artifact", "message": "empty file"}]
         )
-    digest, size = state().artifacts.keep(stream)  # type: ignore[arg-type]
-    g.setdefault("kept_uploads", set()).add(id(stream))
+    profile_upload = request.files.get("reference_profile")
+    if profile_upload is not None:
+        _check_profile(profile_upload.stream)
+    kept = [(stream, "artifact")] + (
+        [(profile_upload.stream, "profile")] if profile_upload is not None else []
+    )
+    digests = {}
+    for part, role in kept:
+        digests[role] = state().artifacts.keep(part)  # type: ignore[arg-type]
+        g.setdefault("kept_uploads", set()).add(id(part))
     store = get_store()
     try:
+        digest, size = digests["artifact"]
         version = store.registry.create_version(
             model,
             Artifact(sha256=digest, size=size, format=metadata.format),
             metadata,
             actor=g.principal.actor,
+            profile=ProfileRef(sha256=digests["profile"][0], size=digests["profile"][1])
+            if "profile" in digests
+            else None,
         )
     except BaseException:
-        if not store.registry.digest_in_use(digest):
-            state().artifacts.path(digest).unlink(missing_ok=True)
+        for digest, _ in digests.values():
+            if not store.registry.digest_in_use(digest):
+                state().artifacts.path(digest).unlink(missing_ok=True)
         raise
     return version.model_dump(mode="json"), 201
+
+
+def _check_profile(stream: Any) -> None:
+    """Refuse a reference profile that is not a valid common.drift.ReferenceProfile."""
+    stream.seek(0)
+    raw = stream.read(MAX_PROFILE_BYTES + 1)
+    stream.seek(0, 2)  # leave it positioned at the end, as the parser did
+    if len(raw) > MAX_PROFILE_BYTES:
+        raise Unprocessable(
+            f"the reference profile is over {MAX_PROFILE_BYTES} bytes",
+            details=[{"field": "reference_profile", "message": "too large"}],
+        )
+    try:
+        ReferenceProfile.model_validate_json(raw)
+    except ValidationError as error:
+        raise invalid_input(error, prefix="reference_profile") from None
 
 
 def _parse_metadata(text: str) -> VersionMetadata:
@@ -180,12 +215,7 @@ def download_artifact(model: str, version: int):
     Agent tokens may fetch only versions their environment currently wants.
     """
     found = _existing_version(model, version)
-    principal = g.principal
-    if principal.role is Role.agent:
-        desired = get_store().environments.desired(principal.environment)
-        entry = desired.models.get(model) if desired else None
-        if entry is None or version not in (entry.version, entry.shadow):
-            raise Forbidden("this agent's environment does not want that version")
+    _check_agent_may_fetch(model, version)
     path = state().artifacts.path(found.artifact.sha256)
     if not path.exists():
         raise NotFound(f"the artifact file of {model} v{version} is missing from the store")
@@ -200,6 +230,42 @@ def download_artifact(model: str, version: int):
     )
     response.headers["X-Tether-Sha256"] = found.artifact.sha256
     return response
+
+
+@operation(
+    bp,
+    "/models/<model>/versions/<int:version>/profile",
+    roles=ARTIFACT_READERS,
+    tag=TAG,
+    errors=(304, 404),
+    binary_response=True,
+    response_headers={"ETag": "The profile's sha256 digest."},
+)
+def download_profile(model: str, version: int):
+    """Download a version's reference profile (JSON), for drift on agents and dashboards."""
+    found = _existing_version(model, version)
+    if found.reference_profile is None:
+        raise NotFound(f"{model} v{version} has no reference profile")
+    _check_agent_may_fetch(model, version)
+    digest = found.reference_profile.sha256
+    response = send_file(
+        state().artifacts.path(digest),
+        mimetype="application/json",
+        conditional=True,
+        etag=digest,
+        max_age=31536000,
+    )
+    response.headers["X-Tether-Sha256"] = digest
+    return response
+
+
+def _check_agent_may_fetch(model: str, version: int) -> None:
+    principal = g.principal
+    if principal.role is Role.agent:
+        desired = get_store().environments.desired(principal.environment)
+        entry = desired.models.get(model) if desired else None
+        if entry is None or version not in (entry.version, entry.shadow):
+            raise Forbidden("this agent's environment does not want that version")
 
 
 def _existing_model(model: str):

@@ -12,15 +12,28 @@ from control_plane.settings import ControlPlaneSettings
 
 
 @click.command()
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
-              envvar="TETHER_CONFIG", help="control-plane.toml to read.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where the database and artifacts live [./tether-data].")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="TETHER_CONFIG",
+    help="control-plane.toml to read.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the database and artifacts live [./tether-data].",
+)
 @click.option("--host", help="Address to listen on [127.0.0.1].")
 @click.option("--port", type=int, help="Port to listen on [8500].")
 @click.option("--workers", type=int, help="Worker processes [2].")
-def server(config_file: Path | None, data_dir: Path | None, host: str | None,
-           port: int | None, workers: int | None) -> None:
+def server(
+    config_file: Path | None,
+    data_dir: Path | None,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+) -> None:
     """Run the control plane's REST API with a production WSGI server.
 
     On first start it creates an admin token, prints it once and writes it, mode 0600, to

@@ -8,7 +8,9 @@ from sqlite_utils import Database
 
 from control_plane.store.agents import AgentStore
 from control_plane.store.environments import EnvironmentStore
+from control_plane.store.events import EventStore
 from control_plane.store.registry import RegistryStore
+from control_plane.store.reports import ReportStore
 from control_plane.store.tokens import TokenStore
 
 
@@ -21,6 +23,8 @@ class Store:
     environments: EnvironmentStore
     tokens: TokenStore
     agents: AgentStore
+    reports: ReportStore
+    events: EventStore
 
     @classmethod
     def over(cls, db: Database) -> Store:
@@ -30,4 +34,6 @@ class Store:
             environments=EnvironmentStore(db),
             tokens=TokenStore(db),
             agents=AgentStore(db),
+            reports=ReportStore(db),
+            events=EventStore(db),
         )

@@ -44,7 +44,21 @@ def initialise(path: str | Path) -> None:
 
 @contextmanager
 def write_transaction(db: Database) -> Iterator[Database]:
-    """Run a block in one IMMEDIATE transaction, so concurrent writers queue, not fail."""
+    """Run a block in one IMMEDIATE transaction, so concurrent writers queue, not fail.
+
+    Inside another write_transaction, the block becomes a savepoint of the outer one.
+    """
+    if db.conn.in_transaction:
+        name = f"nested_{id(object())}"
+        db.conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield db
+        except BaseException:
+            db.conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            db.conn.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        db.conn.execute(f"RELEASE SAVEPOINT {name}")
+        return
     # IMMEDIATE takes the write lock up front: a deferred transaction that reads, then writes,
     # fails with SQLITE_BUSY when another writer committed in between, whatever the timeout.
     db.conn.execute("BEGIN IMMEDIATE")

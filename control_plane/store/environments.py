@@ -23,16 +23,20 @@ class EnvironmentStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create(self, name: str, description: str) -> tuple[Environment, bool]:
-        """Create an environment; return it and whether it is new (creating is idempotent)."""
+    def create(self, name: str, description: str | None) -> tuple[Environment, bool]:
+        """Create an environment, or update its description; return it and whether it is new."""
         now = to_time(utcnow())
         with write_transaction(self.db) as db:
             cursor = db.execute(
                 "INSERT INTO environments (name, description, created_at, updated_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT(name) DO NOTHING",
-                [name, description, now, now],
+                [name, description or "", now, now],
             )
             created = cursor.rowcount == 1
+            if not created and description is not None:
+                db.execute(
+                    "UPDATE environments SET description = ? WHERE name = ?", [description, name]
+                )
         found = self.get(name)
         assert found is not None
         return found, created
@@ -49,6 +53,15 @@ class EnvironmentStore:
         """Return the environment's revision: the cheap check behind every conditional poll."""
         row = self.db.execute("SELECT revision FROM environments WHERE name = ?", [name]).fetchone()
         return None if row is None else row[0]
+
+    def policy(self, name: str) -> dict | None:
+        """Return the environment's policy document as stored (None: no such environment)."""
+        row = self.db.execute("SELECT policy FROM environments WHERE name = ?", [name]).fetchone()
+        return None if row is None else from_json(row[0])
+
+    def set_policy(self, name: str, policy: dict) -> None:
+        with write_transaction(self.db) as db:
+            db.execute("UPDATE environments SET policy = ? WHERE name = ?", [to_json(policy), name])
 
     def poll_state(self, environment: str) -> tuple[int, datetime, int] | None:
         """Return (revision, updated_at, agents behind it): the conditional poll's one read."""
@@ -147,6 +160,15 @@ class EnvironmentStore:
         assert state is not None
         return state
 
+    def last_change(self, environment: str, model: str) -> HistoryEntry | None:
+        """Return the newest history entry of one model in an environment."""
+        cursor = self.db.execute(
+            "SELECT * FROM history WHERE environment = ? AND model = ? ORDER BY id DESC LIMIT 1",
+            [environment, model],
+        )
+        rows = dict_rows(cursor)
+        return _history_entry(rows[0]) if rows else None
+
     def history(
         self, environment: str, *, limit: int = 100, before_id: int | None = None
     ) -> list[HistoryEntry]:
@@ -155,17 +177,18 @@ class EnvironmentStore:
             "SELECT * FROM history WHERE environment = ? AND id < ? ORDER BY id DESC LIMIT ?",
             [environment, before_id if before_id is not None else 2**62, limit],
         )
-        return [
-            HistoryEntry(
-                **{
-                    **row,
-                    "at": from_time(row["at"]),
-                    "before": from_json(row["before"]),
-                    "after": from_json(row["after"]),
-                }
-            )
-            for row in dict_rows(cursor)
-        ]
+        return [_history_entry(row) for row in dict_rows(cursor)]
+
+
+def _history_entry(row: dict) -> HistoryEntry:
+    return HistoryEntry(
+        **{
+            **row,
+            "at": from_time(row["at"]),
+            "before": from_json(row["before"]),
+            "after": from_json(row["after"]),
+        }
+    )
 
 
 def _environment(row: dict) -> Environment:

@@ -90,3 +90,58 @@ def initial(db: Database) -> None:
         CREATE INDEX agents_by_environment ON agents(environment);
         """
     )
+
+
+@migrations(name="0002_reports_events_policies")
+def reports_events_policies(db: Database) -> None:
+    db.executescript(
+        """
+        ALTER TABLE versions ADD COLUMN profile_sha256 TEXT;
+        ALTER TABLE versions ADD COLUMN profile_size INTEGER;
+        CREATE TABLE reports (
+            id TEXT PRIMARY KEY,  -- chosen by the agent: a re-sent report is recognised
+            agent_id TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            model TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            shadow_version INTEGER,
+            kind TEXT NOT NULL,
+            window_start TEXT NOT NULL,
+            window_end TEXT NOT NULL,
+            requests INTEGER NOT NULL,
+            received_at TEXT NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX reports_by_scope ON reports(environment, model, kind, window_end);
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            model TEXT NOT NULL,
+            version INTEGER,
+            message TEXT NOT NULL,
+            details TEXT NOT NULL DEFAULT '{}',
+            dedupe_key TEXT UNIQUE  -- the policy engine acts once per key, however often it runs
+        );
+        CREATE INDEX events_by_time ON events(environment, id);
+        CREATE TABLE blocked_versions (
+            environment TEXT NOT NULL,
+            model TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            at TEXT NOT NULL,
+            PRIMARY KEY (environment, model, version)
+        );
+        CREATE TABLE webhook_deliveries (
+            id INTEGER PRIMARY KEY,
+            event_id INTEGER NOT NULL REFERENCES events(id),
+            url TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL,  -- pending, delivered, failed
+            last_error TEXT,
+            next_attempt_at TEXT,
+            delivered_at TEXT
+        );
+        """
+    )

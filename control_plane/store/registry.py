@@ -10,6 +10,7 @@ from common.schemas import (
     Artifact,
     ModelSummary,
     ModelVersion,
+    ProfileRef,
     VersionMetadata,
     VersionPatch,
 )
@@ -24,7 +25,12 @@ class RegistryStore:
         self.db = db
 
     def create_version(
-        self, model: str, artifact: Artifact, metadata: VersionMetadata, actor: str
+        self,
+        model: str,
+        artifact: Artifact,
+        metadata: VersionMetadata,
+        actor: str,
+        profile: ProfileRef | None = None,
     ) -> ModelVersion:
         """Register the next version of `model` (creating the model on first use)."""
         now = to_time(utcnow())
@@ -41,8 +47,9 @@ class RegistryStore:
             db.execute(
                 """INSERT INTO versions (model, version, artifact_sha256, artifact_size, format,
                    description, metrics, params, tags, code_revision, training_data_fingerprint,
-                   input_schema, input_example, created_at, created_by)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   input_schema, input_example, created_at, created_by, profile_sha256,
+                   profile_size)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [
                     model,
                     version,
@@ -63,6 +70,8 @@ class RegistryStore:
                     to_json(metadata.input_example),
                     now,
                     actor,
+                    profile and profile.sha256,
+                    profile and profile.size,
                 ],
             )
         found = self.get_version(model, version)
@@ -126,9 +135,10 @@ class RegistryStore:
         return self.get_version(model, version)
 
     def digest_in_use(self, sha256: str) -> bool:
-        """Tell whether any version points at this artifact digest."""
+        """Tell whether any version points at this digest, as artifact or reference profile."""
         row = self.db.execute(
-            "SELECT 1 FROM versions WHERE artifact_sha256 = ? LIMIT 1", [sha256]
+            "SELECT 1 FROM versions WHERE artifact_sha256 = ? OR profile_sha256 = ? LIMIT 1",
+            [sha256, sha256],
         ).fetchone()
         return row is not None
 
@@ -140,6 +150,9 @@ def _version(row: dict[str, Any]) -> ModelVersion:
         artifact=Artifact(
             sha256=row["artifact_sha256"], size=row["artifact_size"], format=row["format"]
         ),
+        reference_profile=None
+        if row["profile_sha256"] is None
+        else ProfileRef(sha256=row["profile_sha256"], size=row["profile_size"]),
         description=row["description"],
         metrics=from_json(row["metrics"]),
         params=from_json(row["params"]),

@@ -1,0 +1,96 @@
+"""Agents' reports, stored once per report id."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from sqlite_utils import Database
+
+from common.reports import Report, StoredReport
+from control_plane.store.db import utcnow, write_transaction
+from control_plane.store.rows import to_time
+
+
+class ReportStore:
+    """Store report batches idempotently and query them."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add_batch(
+        self, agent_id: str, environment: str, reports: list[Report]
+    ) -> tuple[list[str], list[str]]:
+        """Store each report not seen before; return (stored ids, duplicate ids)."""
+        stored: list[str] = []
+        duplicates: list[str] = []
+        now = to_time(utcnow())
+        with write_transaction(self.db) as db:
+            for report in reports:
+                cursor = db.execute(
+                    """INSERT INTO reports (id, agent_id, environment, model, version,
+                       shadow_version, kind, window_start, window_end, requests, received_at, body)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       ON CONFLICT(id) DO NOTHING""",
+                    [
+                        report.id,
+                        agent_id,
+                        environment,
+                        report.model,
+                        report.version,
+                        report.shadow_version,
+                        report.kind,
+                        to_time(report.window_start),
+                        to_time(report.window_end),
+                        report.requests,
+                        now,
+                        report.model_dump_json(),
+                    ],
+                )
+                (stored if cursor.rowcount == 1 else duplicates).append(report.id)
+        return stored, duplicates
+
+    def query(
+        self,
+        *,
+        environment: str | None = None,
+        model: str | None = None,
+        version: int | None = None,
+        agent_id: str | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[StoredReport]:
+        """Return matching reports, oldest window first."""
+        clauses, params = [], []
+        for column, value in (
+            ("environment", environment),
+            ("model", model),
+            ("version", version),
+            ("agent_id", agent_id),
+            ("kind", kind),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            clauses.append("window_end >= ?")
+            params.append(to_time(since))
+        where = " AND ".join(clauses) or "1 = 1"
+        rows = self.db.execute(
+            f"SELECT agent_id, environment, received_at, body FROM reports WHERE {where} "
+            "ORDER BY window_end, id LIMIT ?",
+            [*params, limit],
+        ).fetchall()
+        return [
+            StoredReport(
+                **json.loads(body),
+                agent_id=agent_id,
+                environment=env,
+                received_at=datetime.fromisoformat(received),
+            )
+            for agent_id, env, received, body in rows
+        ]
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM reports").fetchone()[0]

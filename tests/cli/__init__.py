@@ -1,0 +1,1 @@
+"""Tests of the operator CLI: `tether model|env|token|status`."""
