@@ -18,6 +18,9 @@ SUBCOMMANDS = {
     "env": "control_plane.cli.env:env",
     "token": "control_plane.cli.token:token",
     "status": "control_plane.cli.env:status",
+    "reports": "control_plane.cli.reports:reports",
+    "events": "control_plane.cli.reports:events",
+    "policy": "control_plane.cli.policy:policy",
     "agent": "agent.cli:agent",
 }
 

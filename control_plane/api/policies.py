@@ -15,6 +15,7 @@ from control_plane.store.db import write_transaction
 
 bp = Blueprint("policies", __name__, url_prefix="/api/v1")
 TAG = "policies"
+SECRET_MASK = "*" * 16  # still a valid secret field, so the view matches the schema
 
 
 @operation(
@@ -41,7 +42,7 @@ def show_policy(env: str):
     policy = Policy.model_validate(_existing(env))
     shown = policy.model_dump(mode="json")
     for hook in (shown.get("drift") or {}).get("webhooks", []):
-        hook["secret"] = "********"
+        hook["secret"] = SECRET_MASK
     return shown
 
 

@@ -23,6 +23,8 @@ import httpx
 from pydantic import BaseModel
 
 from common.errors import TetherError, raise_for_error
+from common.policy import EventList, Policy
+from common.reports import FleetDrift, FleetShadow
 from common.schemas import (
     DesiredState,
     Environment,
@@ -108,14 +110,18 @@ class OperatorClient:
         *,
         filename: str = "model",
         on_progress: Callable[[int], None] | None = None,
+        reference_profile: bytes | None = None,
     ) -> ModelVersion:
         """Upload a new version, streaming the artifact and reporting bytes sent."""
         reader = CountingReader(artifact, on_progress)
+        files: dict[str, Any] = {"artifact": (filename, reader, "application/octet-stream")}
+        if reference_profile is not None:
+            files["reference_profile"] = ("profile.json", reference_profile, "application/json")
         response = self._request(
             "POST",
             _path("models", model, "versions"),
             data={"metadata": json.dumps(metadata)},
-            files={"artifact": (filename, reader, "application/octet-stream")},
+            files=files,
         )
         return ModelVersion.model_validate(response.json())
 
@@ -215,6 +221,32 @@ class OperatorClient:
         body.update({key: value for key, value in optional.items() if value is not None})
         response = self._request("POST", _path("tokens"), json=body)
         return TokenCreated.model_validate(response.json())
+
+    # --- reports, events, policies -----------------------------------------------------------
+
+    def fleet_drift(self, env: str, model: str, since: str | None = None) -> FleetDrift:
+        """Return the fleet-wide drift of the serving version."""
+        params = {"since": since} if since else None
+        return self._get(FleetDrift, _path("environments", env, "drift", model), params=params)
+
+    def fleet_shadow(self, env: str, model: str, since: str | None = None) -> FleetShadow:
+        """Return the fleet-wide shadow comparison of the current pair."""
+        params = {"since": since} if since else None
+        return self._get(FleetShadow, _path("environments", env, "shadow", model), params=params)
+
+    def events(self, **filters: Any) -> EventList:
+        """List events, newest first."""
+        params = {key: value for key, value in filters.items() if value is not None}
+        return self._get(EventList, _path("events"), params=params)
+
+    def set_policy(self, env: str, policy: dict[str, Any]) -> Policy:
+        """Replace an environment's policy."""
+        response = self._request("PUT", _path("environments", env, "policy"), json=policy)
+        return Policy.model_validate(response.json())
+
+    def show_policy(self, env: str) -> Policy:
+        """Return an environment's policy (webhook secrets masked)."""
+        return self._get(Policy, _path("environments", env, "policy"))
 
     # --- plumbing -----------------------------------------------------------------------------
 

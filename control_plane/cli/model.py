@@ -57,6 +57,16 @@ def model() -> None:
     help="Rows ([{feature: value}, ...]) or @FILE: the smoke test agents run before "
     "serving, and the source of the input schema's types.",
 )
+@click.option(
+    "--reference",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="DATA",
+    help="Training data (.csv or .parquet): its reference profile, and the model's "
+    "predictions on it, are what agents measure drift against.",
+)
+@click.option(
+    "--target", metavar="COLUMN", help="The label column of --reference, left out of the profile."
+)
 @json_option
 @with_client
 def push(
@@ -66,6 +76,8 @@ def push(
     fmt: str | None,
     metadata: dict[str, Any] | None,
     input_example: Any,
+    reference: Path | None,
+    target: str | None,
     as_json: bool,
 ) -> None:
     """Upload FILE as the next version of model NAME.
@@ -75,11 +87,15 @@ def push(
     feature_names_in_, typed from --input-example rows where given, else "number". Finding the
     names unpickles FILE locally: push only files you trust.
 
+    With --reference, builds the version's reference profile from the training data (and the
+    model's predictions on it): what agents measure drift against.
+
     \b
     Example:
       tether model push wine ./wine.joblib \\
         --metadata '{"metrics": {"accuracy": 0.97}, "tags": {"team": "ml"}}' \\
         --input-example '[{"alcohol": 13.2, "malic_acid": 1.78}]'
+      tether model push wine ./wine.joblib --reference train.csv --target label
     """
     rows = _example_rows(input_example)
     user = metadata or {}
@@ -100,6 +116,7 @@ def push(
         found["input_schema"] = schema
     if rows is not None:
         found["input_example"] = rows
+    profile = _profile(file, fmt, reference, target) if reference is not None else None
 
     total = file.stat().st_size
     with (
@@ -107,7 +124,12 @@ def push(
         _progress(total, f"Uploading {file.name}", visible=not as_json) as report,
     ):
         version = client.push_version(
-            name, artifact, {**found, **user}, filename=file.name, on_progress=report
+            name,
+            artifact,
+            {**found, **user},
+            filename=file.name,
+            on_progress=report,
+            reference_profile=profile,
         )
     if as_json:
         echo_json(version)
@@ -120,6 +142,17 @@ def push(
     click.echo(f"  code revision: {version.code_revision or '-'}")
     features = len(version.input_schema) if version.input_schema else 0
     click.echo(f"  input schema:  {features} feature(s)")
+    reference_size = version.reference_profile.size if version.reference_profile else None
+    click.echo(f"  reference:     {size(reference_size) + ' profile' if reference_size else '-'}")
+
+
+def _profile(file: Path, fmt: str, reference: Path, target: str | None) -> bytes:
+    from control_plane.cli.reference import ReferenceDataError, reference_profile
+
+    try:
+        return reference_profile(file, fmt, reference, target).model_dump_json().encode()
+    except ReferenceDataError as error:
+        raise click.BadParameter(str(error), param_hint="'--reference'") from None
 
 
 def _example_rows(value: Any) -> list[dict[str, Any]] | None:
