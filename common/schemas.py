@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from common.names import NAME_PATTERN
+from common.signing import PublicKey, Signature
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -140,12 +141,17 @@ class EnvironmentCreate(Strict):
     description: Annotated[str, StringConstraints(max_length=2000)] | None = Field(
         default=None, description="Set or replace the description; left out, it is kept."
     )
+    manifest_ttl: Annotated[int, Field(ge=300, le=365 * 86400)] | None = Field(
+        default=None,
+        description="Seconds a manifest stays valid on agents [7 days]; left out, it is kept.",
+    )
 
 
 class Environment(BaseModel):
     name: str
     description: str = ""
     revision: int
+    manifest_ttl: int = 7 * 86400
     created_at: datetime
     updated_at: datetime
 
@@ -234,6 +240,9 @@ class TokenCreated(TokenInfo):
 
 
 class EnrollRequest(Strict):
+    public_key: PublicKey | None = Field(
+        default=None, description="The agent's own key, which signs its offline report exports."
+    )
     hostname: Annotated[str, StringConstraints(min_length=1, max_length=255)]
     labels: dict[
         Annotated[str, StringConstraints(max_length=64)],
@@ -246,6 +255,9 @@ class EnrollResponse(BaseModel):
     agent_id: str
     token: str
     environment: str
+    signing_keys: list[PublicKey] = Field(
+        description="The control plane's public keys: pin one (tether agent enroll --pin)."
+    )
 
 
 class ModelStatus(StrEnum):
@@ -321,15 +333,19 @@ class Manifest(BaseModel):
     environment: str
     revision: int
     issued_at: datetime
+    expires_at: datetime = Field(description="Agents refuse the manifest after this (freeze).")
     models: dict[str, ManifestModel]
+    signing_keys: list[PublicKey] = Field(
+        default_factory=list,
+        description="The keys that sign now; an agent trusting one of them learns the others.",
+    )
 
 
 class SignedManifest(BaseModel):
-    """A manifest and, once signing is on, its detached signature over the canonical JSON."""
+    """A manifest and its detached Ed25519 signatures over the manifest's canonical JSON."""
 
     manifest: Manifest
-    signature: str | None = None
-    key_id: str | None = None
+    signatures: list[Signature]
     poll_after: int = Field(description="Seconds the agent should wait before its next poll.")
 
 

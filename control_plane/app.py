@@ -12,6 +12,7 @@ from common.digests import HashingWriter
 from control_plane.artifacts import ArtifactFiles
 from control_plane.bootstrap import bootstrap
 from control_plane.errors import register_error_handlers
+from control_plane.keys import KeyRing
 from control_plane.settings import ControlPlaneSettings
 from control_plane.store import Store
 from control_plane.store.db import ConnectionPool
@@ -26,6 +27,7 @@ class TetherState:
         self.settings = settings
         self.pool = ConnectionPool(settings.database_path)
         self.artifacts = ArtifactFiles(settings.artifacts_dir)
+        self.keys = KeyRing(settings.keys_dir)
         self.new_admin_token: str | None = None
 
 

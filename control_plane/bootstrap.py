@@ -7,6 +7,7 @@ from pathlib import Path
 
 from common.schemas import Role
 from control_plane.artifacts import ArtifactFiles
+from control_plane.keys import KeyRing
 from control_plane.settings import ControlPlaneSettings
 from control_plane.store import Store
 from control_plane.store.db import connect, initialise, write_transaction
@@ -17,6 +18,7 @@ def bootstrap(settings: ControlPlaneSettings) -> str | None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     initialise(settings.database_path)
     ArtifactFiles(settings.artifacts_dir).prepare()
+    KeyRing(settings.keys_dir).ensure()
     db = connect(settings.database_path)
     try:
         store = Store.over(db)

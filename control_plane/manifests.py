@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from common.schemas import Manifest, ManifestEntry, ManifestModel, ModelVersion
+from common.schemas import Manifest, ManifestEntry, ManifestModel, ModelVersion, SignedManifest
+from control_plane.keys import SigningKeys
 from control_plane.settings import ControlPlaneSettings
 from control_plane.store import Store
 from control_plane.store.db import utcnow
 
 
-def build_manifest(store: Store, environment: str) -> Manifest | None:
-    """Return the manifest of an environment at its current revision."""
+def build_manifest(
+    store: Store, environment: str, keys: SigningKeys, ttl_seconds: int
+) -> SignedManifest | None:
+    """Return the signed manifest of an environment at its current revision."""
     desired = store.environments.desired(environment)
     if desired is None:
         return None
@@ -21,12 +24,18 @@ def build_manifest(store: Store, environment: str) -> Manifest | None:
         shadow = None if entry.shadow is None else store.registry.get_version(name, entry.shadow)
         assert primary is not None  # versions are never deleted
         models[name] = ManifestModel(primary=_entry(primary), shadow=shadow and _entry(shadow))
-    return Manifest(
+    issued = utcnow()
+    manifest = Manifest(
         environment=environment,
         revision=desired.revision,
-        issued_at=utcnow(),
+        issued_at=issued,
+        expires_at=issued + timedelta(seconds=ttl_seconds),
         models=models,
+        signing_keys=keys.public,
     )
+    document = manifest.model_dump(mode="json")
+    # poll_after is set by the caller: it is advice, outside what is signed.
+    return SignedManifest(manifest=manifest, signatures=keys.sign(document), poll_after=0)
 
 
 def _entry(version: ModelVersion) -> ManifestEntry:

@@ -43,5 +43,9 @@ class ControlPlaneSettings(BaseModel):
         return self.data_dir / "artifacts"
 
     @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
     def admin_token_path(self) -> Path:
         return self.data_dir / "admin.token"

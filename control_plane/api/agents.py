@@ -19,7 +19,7 @@ from common.schemas import (
     SignedManifest,
 )
 from control_plane.api.routing import operation, parse_body, parse_query
-from control_plane.app import get_store, settings
+from control_plane.app import get_store, settings, state
 from control_plane.auth import AGENTS, ENROLLMENT, READERS, require_own_agent
 from control_plane.errors import NotFound
 from control_plane.manifests import build_manifest, manifest_etag, poll_hint
@@ -50,7 +50,12 @@ def enroll():
     if store.environments.revision(g.principal.environment) is None:
         raise NotFound(f"environment {g.principal.environment!r} no longer exists")
     agent, token = store.agents.enroll(g.principal, body)
-    answer = EnrollResponse(agent_id=agent.id, token=token, environment=agent.environment)
+    answer = EnrollResponse(
+        agent_id=agent.id,
+        token=token,
+        environment=agent.environment,
+        signing_keys=state().keys.current().public,
+    )
     return answer.model_dump(mode="json"), 201
 
 
@@ -97,9 +102,12 @@ def manifest(agent_id: str):
         # a 304 is sent without it anyway.
         response = Response(status=304, content_type="application/json")
     else:
-        built = build_manifest(store, environment)
-        assert built is not None
-        response = jsonify(SignedManifest(manifest=built, poll_after=hint).model_dump(mode="json"))
+        found_env = store.environments.get(environment)
+        assert found_env is not None
+        signed = build_manifest(store, environment, state().keys.current(), found_env.manifest_ttl)
+        assert signed is not None
+        signed.poll_after = hint
+        response = jsonify(signed.model_dump(mode="json"))
     response.set_etag(etag)
     response.headers[POLL_HINT_HEADER] = str(hint)
     return response

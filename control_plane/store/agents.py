@@ -27,7 +27,7 @@ class AgentStore:
             tokens.consume_use(enrollment.token_id)
             self.db.execute(
                 """INSERT INTO agents (id, environment, hostname, labels, agent_version,
-                   enrolled_at) VALUES (?, ?, ?, ?, ?, ?)""",
+                   enrolled_at, public_key) VALUES (?, ?, ?, ?, ?, ?, ?)""",
                 [
                     agent_id,
                     enrollment.environment,
@@ -35,6 +35,7 @@ class AgentStore:
                     to_json(request.labels),
                     request.agent_version,
                     to_time(utcnow()),
+                    request.public_key and request.public_key.model_dump_json(),
                 ],
             )
             token = tokens.insert(

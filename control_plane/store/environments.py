@@ -23,8 +23,10 @@ class EnvironmentStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create(self, name: str, description: str | None) -> tuple[Environment, bool]:
-        """Create an environment, or update its description; return it and whether it is new."""
+    def create(
+        self, name: str, description: str | None, manifest_ttl: int | None = None
+    ) -> tuple[Environment, bool]:
+        """Create an environment, or update what is given; return it and whether it is new."""
         now = to_time(utcnow())
         with write_transaction(self.db) as db:
             cursor = db.execute(
@@ -36,6 +38,10 @@ class EnvironmentStore:
             if not created and description is not None:
                 db.execute(
                     "UPDATE environments SET description = ? WHERE name = ?", [description, name]
+                )
+            if manifest_ttl is not None:
+                db.execute(
+                    "UPDATE environments SET manifest_ttl = ? WHERE name = ?", [manifest_ttl, name]
                 )
         found = self.get(name)
         assert found is not None
@@ -196,6 +202,7 @@ def _environment(row: dict) -> Environment:
         name=row["name"],
         description=row["description"],
         revision=row["revision"],
+        manifest_ttl=row["manifest_ttl"],
         created_at=from_time(row["created_at"]),
         updated_at=from_time(row["updated_at"]),
     )

@@ -145,3 +145,14 @@ def reports_events_policies(db: Database) -> None:
         );
         """
     )
+
+
+@migrations(name="0003_signing")
+def signing(db: Database) -> None:
+    db.executescript(
+        """
+        ALTER TABLE environments ADD COLUMN manifest_ttl INTEGER NOT NULL DEFAULT 604800;
+        ALTER TABLE agents ADD COLUMN public_key TEXT;  -- verifies the agent's report exports
+        ALTER TABLE agents ADD COLUMN last_import TEXT;  -- offline agents: last imported report
+        """
+    )

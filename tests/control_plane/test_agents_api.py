@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
+from common.signing import BadSignature, PublicKey, Signature, verify
 from control_plane.manifests import poll_hint
 from control_plane.settings import ControlPlaneSettings
 from control_plane.store.db import utcnow
@@ -39,7 +40,16 @@ def test_manifest_carries_artifacts_and_poll_hint(world: Api, wine_model_bytes: 
     assert wine["primary"]["artifact"]["size"] == len(wine_model_bytes)
     assert wine["primary"]["input_example"] == [{"alcohol": 13.0}]
     assert wine["shadow"]["version"] == 2
-    assert body["signature"] is None  # signing slots in here (issue 6)
+    trusted = {key["key_id"]: PublicKey(**key) for key in agent["signing_keys"]}
+    signatures = [Signature(**item) for item in body["signatures"]]
+    assert verify(body["manifest"], signatures, trusted) in trusted
+    assert manifest["signing_keys"] == agent["signing_keys"]
+    expires = datetime.fromisoformat(manifest["expires_at"])
+    issued = datetime.fromisoformat(manifest["issued_at"])
+    assert expires - issued == timedelta(days=7)
+    tampered = {**manifest, "revision": 99}
+    with pytest.raises(BadSignature):
+        verify(tampered, signatures, trusted)
     assert int(response.headers["X-Tether-Poll-After"]) == body["poll_after"]
     assert response.headers["ETag"] == '"r1"'
 
