@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "reports": "control_plane.cli.reports:reports",
     "events": "control_plane.cli.reports:events",
     "policy": "control_plane.cli.policy:policy",
+    "key": "control_plane.cli.key:key",
     "agent": "agent.cli:agent",
 }
 

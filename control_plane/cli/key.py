@@ -1,0 +1,80 @@
+"""`tether key`: the control plane's signing keys (run on the control plane's host)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from control_plane.cli.output import echo_json
+from control_plane.keys import KeyRing
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("./tether-data"),
+    show_default=True,
+    envvar="TETHER_DATA_DIR",
+    help="The control plane's data directory.",
+)
+
+
+def _ring(data_dir: Path) -> KeyRing:
+    ring = KeyRing(data_dir / "keys")
+    if not ring.index.exists():
+        raise click.ClickException(
+            f"no signing keys in {data_dir}/keys: start `tether server --data-dir {data_dir}` once"
+        )
+    return ring
+
+
+@click.group()
+def key() -> None:
+    """Show and rotate the keys that sign manifests and bundles.
+
+    \b
+    Example:
+      tether key show --data-dir /var/lib/tether-server
+    """
+
+
+@key.command()
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+def show(data_dir: Path, as_json: bool) -> None:
+    """Print the signing public keys and their fingerprints, newest first.
+
+    Agents pin a fingerprint with `tether agent enroll --pin FINGERPRINT`.
+
+    \b
+    Example:
+      tether key show --data-dir ./tether-data
+    """
+    keys = _ring(data_dir).current().public
+    if as_json:
+        echo_json({"keys": [k.model_dump() for k in keys]})
+        return
+    for index, described in enumerate(keys):
+        role = "signing" if index == 0 else "co-signing (previous)"
+        click.echo(f"{described.fingerprint}  key {described.key_id}  {role}")
+        click.echo(f"  public key: {described.public_key}")
+
+
+@key.command()
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+def rotate(data_dir: Path, as_json: bool) -> None:
+    """Make a new signing key; the previous key co-signs, so enrolled agents follow.
+
+    A running server picks the new key up on its next manifest, without a restart.
+
+    \b
+    Example:
+      tether key rotate --data-dir ./tether-data
+    """
+    described = _ring(data_dir).rotate()
+    if as_json:
+        echo_json(described.model_dump())
+        return
+    click.echo(f"New signing key {described.key_id}: {described.fingerprint}")
+    click.echo("Manifests are now signed by it and by the previous key.")
