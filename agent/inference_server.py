@@ -1,0 +1,484 @@
+"""Serve the loaded models over local HTTP: Open Inference Protocol v2 plus a plain JSON API.
+
+Every route is listed in `create_inference_app`. Bad requests are refused before they reach a
+model, with the protocol's error shape `{"error": "message"}`:
+
+    400  malformed JSON, wrong shape, missing/unknown features, wrong types, empty batch
+    404  unknown model, version or route
+    413  batch over the row limit, or body over the byte limit
+    500  the model raised on valid input
+    503  not ready, or the feedback hook failed
+
+`InferenceServer` runs the app under waitress on threads in this process, so requests share
+memory with the loaded models, and stops gracefully: in-flight requests finish first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, Response, request
+from waitress import wasyncore
+from waitress.server import create_server
+from werkzeug.exceptions import HTTPException
+
+from agent.runtime import (
+    DEFAULT_MAX_ROWS,
+    BatchTooLarge,
+    InvalidInput,
+    PredictFailed,
+    Prediction,
+)
+from agent.runtime.oip import model_metadata, output_tensors, requested_outputs, rows_from_inputs
+from agent.slots import Deployed, ModelSlots
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+_REQUEST_ID_MAX = 128
+
+
+@dataclass(frozen=True)
+class PredictionEvent:
+    """One successful prediction, handed to the `on_prediction` hook after the response."""
+
+    model: str
+    version: int
+    request_id: str
+    rows: list[dict[str, Any]]
+    prediction: Prediction
+    latency_seconds: float
+    deployed: Deployed
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """Ground truth for an earlier request (and, for a batch, one row of it)."""
+
+    model: str
+    request_id: str
+    label: Any
+    index: int | None = None
+    received_at: float = field(default_factory=time.time)
+
+
+class HttpError(Exception):
+    """A request the server refuses, with its status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def create_inference_app(
+    slots: ModelSlots,
+    *,
+    is_ready: Callable[[], bool],
+    on_prediction: Callable[[PredictionEvent], None] | None = None,
+    max_batch_rows: int = DEFAULT_MAX_ROWS,
+    on_feedback: Callable[[list[Feedback]], None] | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> Flask:
+    """Build the local inference app over `slots`.
+
+    `on_prediction` runs after each successful prediction and `on_feedback` on each accepted
+    feedback batch; exceptions from `on_prediction` are logged, never raised into the request.
+    """
+    app = Flask("tether-agent")
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    service = _Service(slots, is_ready, on_prediction, on_feedback, max_batch_rows)
+    app.extensions["tether_inference"] = service
+    routes: list[tuple[str, str, Callable[..., Response]]] = [
+        ("GET", "/v2", service.server_metadata),
+        ("GET", "/v2/health/live", service.live),
+        ("GET", "/v2/health/ready", service.ready),
+        ("GET", "/v2/models/<model>", service.model_metadata),
+        ("GET", "/v2/models/<model>/ready", service.model_ready),
+        ("POST", "/v2/models/<model>/infer", service.infer),
+        ("GET", "/v2/models/<model>/versions/<version>", service.model_metadata),
+        ("GET", "/v2/models/<model>/versions/<version>/ready", service.model_ready),
+        ("POST", "/v2/models/<model>/versions/<version>/infer", service.infer),
+        ("POST", "/predict/<model>", service.predict),
+        ("POST", "/feedback/<model>", service.feedback),
+    ]
+    for method, rule, view in routes:
+        app.add_url_rule(rule, endpoint=f"{method} {rule}", view_func=view, methods=[method])
+    app.register_error_handler(HttpError, lambda e: _error(e.status, e.message))
+    app.register_error_handler(HTTPException, _http_exception)
+    app.register_error_handler(Exception, _unexpected)
+    return app
+
+
+class _Service:
+    """The views, sharing the slots and hooks of one app."""
+
+    def __init__(
+        self,
+        slots: ModelSlots,
+        is_ready: Callable[[], bool],
+        on_prediction: Callable[[PredictionEvent], None] | None,
+        on_feedback: Callable[[list[Feedback]], None] | None,
+        max_batch_rows: int,
+    ) -> None:
+        self.slots = slots
+        self.is_ready = is_ready
+        self.on_prediction = on_prediction
+        self.on_feedback = on_feedback
+        self.max_batch_rows = max_batch_rows
+
+    # --- health and metadata ------------------------------------------------------------------
+
+    def server_metadata(self) -> Response:
+        return _json({"name": "tether-agent", "version": _agent_version(), "extensions": []})
+
+    def live(self) -> Response:
+        return _json({"live": True})
+
+    def ready(self) -> Response:
+        try:
+            ready = bool(self.is_ready())
+        except Exception:
+            log.exception("is_ready() raised; reporting not ready")
+            ready = False
+        return _json({"ready": ready}, 200 if ready else 503)
+
+    def model_metadata(self, model: str, version: str | None = None) -> Response:
+        loaded = self._deployed(model, version).primary
+        return _json(model_metadata(loaded))
+
+    def model_ready(self, model: str, version: str | None = None) -> Response:
+        loaded = self._deployed(model, version).primary
+        return _json({"name": model, "version": str(loaded.version), "ready": True})
+
+    # --- predictions --------------------------------------------------------------------------
+
+    def infer(self, model: str, version: str | None = None) -> Response:
+        deployed = self._deployed(model, version)
+        loaded = deployed.primary
+        body = _json_body()
+        request_id = body.get("id")
+        if request_id is not None and (not isinstance(request_id, str) or not request_id):
+            raise HttpError(400, "'id' must be a non-empty string")
+        request_id = request_id or _request_id()
+        try:
+            rows = rows_from_inputs(loaded, body.get("inputs"), max_rows=self.max_batch_rows)
+            rows = loaded.validate(rows, max_rows=self.max_batch_rows)
+            wanted = requested_outputs(loaded, body.get("outputs"))
+        except InvalidInput as exc:
+            raise _refusal(exc) from exc
+        with_probabilities = wanted is None or "predict_proba" in wanted
+        prediction = self._run(deployed, rows, request_id, with_probabilities)
+        outputs = output_tensors(loaded, prediction, wanted)
+        return _json(
+            {
+                "model_name": model,
+                "model_version": str(loaded.version),
+                "id": request_id,
+                "outputs": outputs,
+            },
+            headers={"X-Request-Id": request_id},
+        )
+
+    def predict(self, model: str) -> Response:
+        deployed = self._deployed(model)
+        loaded = deployed.primary
+        body = _json_body()
+        unknown = sorted(set(body) - {"instances"})
+        if unknown:
+            raise HttpError(400, f"unknown field{'s' if len(unknown) > 1 else ''} {unknown}")
+        if "instances" not in body:
+            raise HttpError(400, "missing 'instances': send {\"instances\": [{feature: value}]}")
+        try:
+            rows = loaded.validate(body["instances"], max_rows=self.max_batch_rows)
+        except InvalidInput as exc:
+            raise _refusal(exc, "instances") from exc
+        request_id = _request_id()
+        prediction = self._run(deployed, rows, request_id, True)
+        answer: dict[str, Any] = {"predictions": prediction.predictions}
+        if prediction.probabilities is not None:
+            answer["probabilities"] = prediction.probabilities
+            answer["classes"] = prediction.classes
+        answer.update(model=model, version=loaded.version, request_id=request_id)
+        return _json(answer, headers={"X-Request-Id": request_id})
+
+    def feedback(self, model: str) -> Response:
+        self._deployed(model)
+        body = _json_body()
+        if "feedback" in body:
+            if set(body) != {"feedback"}:
+                raise HttpError(400, 'send either {"feedback": [...]} or one item, not both')
+            items = body["feedback"]
+            if not isinstance(items, list) or not items:
+                raise HttpError(400, "'feedback' must be a non-empty array of items")
+            if len(items) > self.max_batch_rows:
+                raise HttpError(
+                    413, f"{len(items)} feedback items is over the limit of {self.max_batch_rows}"
+                )
+        else:
+            items = [body]
+        received = [_feedback_item(model, item, i, len(items) > 1) for i, item in enumerate(items)]
+        if self.on_feedback is not None:
+            try:
+                self.on_feedback(received)
+            except Exception as exc:
+                log.exception("on_feedback hook failed for model %s", model)
+                raise HttpError(503, f"feedback could not be recorded: {exc}") from exc
+        return _json({"accepted": len(received)}, 202)
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _deployed(self, model: str, version: str | None = None) -> Deployed:
+        deployed = self.slots.get(model)
+        if deployed is None:
+            served = ", ".join(self.slots.names()) or "none"
+            raise HttpError(404, f"unknown model {model!r} (serving: {served})")
+        if version is not None and version != str(deployed.primary.version):
+            raise HttpError(
+                404,
+                f"model {model!r} version {version} is not served "
+                f"(serving version {deployed.primary.version})",
+            )
+        return deployed
+
+    def _run(
+        self, deployed: Deployed, rows: list[dict[str, Any]], request_id: str, probabilities: bool
+    ) -> Prediction:
+        loaded = deployed.primary
+        started = time.perf_counter()
+        try:
+            prediction = loaded.predict(rows, probabilities=probabilities)
+        except PredictFailed as exc:
+            log.error("request %s: %s", request_id, exc)
+            raise HttpError(500, str(exc)) from exc
+        latency = time.perf_counter() - started
+        if self.on_prediction is not None:
+            event = PredictionEvent(
+                loaded.name, loaded.version, request_id, rows, prediction, latency, deployed
+            )
+            try:
+                self.on_prediction(event)
+            except Exception:  # the hook serves monitoring, never the caller
+                log.exception("on_prediction hook failed for model %s", loaded.name)
+        return prediction
+
+
+def _json_body() -> dict[str, Any]:
+    """Return the request's JSON object, whatever Content-Type the client sent."""
+    raw = request.get_data(cache=False)
+    if not raw.strip():
+        raise HttpError(400, "request body is empty: send a JSON object")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HttpError(400, f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise HttpError(400, f"request body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def _feedback_item(model: str, item: Any, index: int, many: bool) -> Feedback:
+    where = f"feedback[{index}]: " if many else ""
+    if not isinstance(item, dict):
+        raise HttpError(400, f"{where}each feedback item must be an object")
+    unknown = sorted(set(item) - {"request_id", "label", "index"})
+    if unknown:
+        raise HttpError(400, f"{where}unknown field{'s' if len(unknown) > 1 else ''} {unknown}")
+    request_id = item.get("request_id")
+    if not isinstance(request_id, str) or not 0 < len(request_id) <= _REQUEST_ID_MAX:
+        raise HttpError(400, f"{where}'request_id' must be a string of 1-{_REQUEST_ID_MAX} chars")
+    if "label" not in item:
+        raise HttpError(400, f"{where}missing 'label'")
+    label = item["label"]
+    if not _is_scalar(label):
+        raise HttpError(400, f"{where}'label' must be a number, string or boolean")
+    row = item.get("index")
+    if row is not None and (type(row) is not int or row < 0):
+        raise HttpError(400, f"{where}'index' must be a non-negative integer (a row of the batch)")
+    return Feedback(model=model, request_id=request_id, label=label, index=row)
+
+
+def _is_scalar(value: Any) -> bool:
+    if isinstance(value, bool | str | int):
+        return True
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _refusal(exc: InvalidInput, what: str = "") -> HttpError:
+    prefix = f"{what}: " if what else ""
+    return HttpError(413 if isinstance(exc, BatchTooLarge) else 400, f"{prefix}{exc}")
+
+
+def _request_id() -> str:
+    given = request.headers.get("X-Request-Id", "")
+    if 0 < len(given) <= _REQUEST_ID_MAX and given.isprintable():
+        return given
+    return uuid.uuid4().hex
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    try:
+        text = json.dumps(body, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # a model returned NaN or infinity: JSON has no such numbers
+        text = json.dumps(_finite(body), separators=(",", ":"))
+    return Response(text, status, headers=headers, mimetype="application/json")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
+def _error(status: int, message: str) -> Response:
+    return _json({"error": message}, status)
+
+
+def _http_exception(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    if status == 404:
+        message = f"not found: {request.path}"
+    elif status == 405:
+        allowed = ", ".join(sorted(set(exc.valid_methods or []) - {"HEAD", "OPTIONS"}))  # type: ignore[attr-defined]
+        message = f"method {request.method} not allowed on {request.path} (allowed: {allowed})"
+    elif status == 413:
+        limit = request.max_content_length
+        message = f"request body is over the limit of {limit} bytes"
+    else:
+        message = exc.description or exc.name
+    return _error(status, message)
+
+
+def _unexpected(exc: Exception) -> Response:
+    log.exception("unexpected error serving %s %s", request.method, request.path)
+    return _error(500, f"internal error: {type(exc).__name__}")
+
+
+def _agent_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tether")
+    except PackageNotFoundError:
+        return "0"
+
+
+class InferenceServer:
+    """Run a WSGI app under waitress on a background thread, and stop it gracefully."""
+
+    def __init__(
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 8501,
+        threads: int = 8,
+        **adjustments: Any,
+    ) -> None:
+        self.app = app
+        self.host = host
+        self.threads = threads
+        self._requested_port = port
+        self._adjustments = adjustments
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._deadline = 0.0
+
+    @property
+    def port(self) -> int:
+        """Return the port listened on (the real one once started, even if 0 was asked)."""
+        return self._server.effective_port if self._server is not None else self._requested_port
+
+    @property
+    def url(self) -> str:
+        """Return the server's base URL."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        """Bind the socket and start serving on a background thread."""
+        if self._server is not None:
+            raise RuntimeError("server already started")
+        body_limit = getattr(self.app, "config", {}).get("MAX_CONTENT_LENGTH")
+        options: dict[str, Any] = {
+            "host": self.host,
+            "port": self._requested_port,
+            "threads": self.threads,
+            "ident": "tether-agent",
+            "asyncore_use_poll": True,
+            # The app is never behind a proxy here, so skip waitress's header middleware.
+            "clear_untrusted_proxy_headers": False,
+        }
+        if body_limit:
+            # Let a little more through so the app, not waitress, answers 413 in JSON.
+            options["max_request_body_size"] = body_limit + 1024 * 1024
+        options.update(self._adjustments)
+        self._server = create_server(self.app, map={}, **options)
+        self._thread = threading.Thread(
+            target=self._serve, name=f"inference-server-{self.port}", daemon=True
+        )
+        self._thread.start()
+        log.info("inference server listening on %s", self.url)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop accepting, let in-flight requests finish (within `timeout`), then close."""
+        if self._thread is None or self._stopping.is_set():
+            if self._thread is not None:
+                self._thread.join(timeout)
+            return
+        self._deadline = time.monotonic() + timeout
+        self._stopping.set()
+        self._server.pull_trigger()  # wake the loop from its poll
+        self._thread.join(timeout + 1.0)
+        if self._thread.is_alive():
+            log.warning("inference server did not stop within %.1f s", timeout)
+
+    def __enter__(self) -> InferenceServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _serve(self) -> None:
+        server = self._server
+        loop_timeout = server.adj.asyncore_loop_timeout
+        try:
+            while not self._stopping.is_set():
+                wasyncore.loop(timeout=loop_timeout, map=server._map, use_poll=True, count=1)
+            self._drain(server)
+        except Exception:
+            log.exception("inference server loop failed")
+        finally:
+            remaining = max(0.0, self._deadline - time.monotonic())
+            server.task_dispatcher.shutdown(cancel_pending=True, timeout=remaining)
+            wasyncore.close_all(server._map)
+            log.info("inference server on port %s stopped", server.effective_port)
+
+    def _drain(self, server: Any) -> None:
+        """Close the listener, then run the loop until every channel is idle or time is up."""
+        # dispatcher.close, not server.close: the trigger must live on to wake the loop.
+        server.accepting = False
+        wasyncore.dispatcher.close(server)
+        while True:
+            busy = False
+            for channel in list(server.active_channels.values()):
+                if channel.requests or channel.total_outbufs_len or channel.request is not None:
+                    busy = True
+                else:
+                    channel.will_close = True  # idle keep-alive: closed on the next pass
+            if not busy or time.monotonic() >= self._deadline:
+                break
+            wasyncore.loop(timeout=0.05, map=server._map, use_poll=True, count=1)
+        wasyncore.loop(timeout=0.0, map=server._map, use_poll=True, count=1)
