@@ -304,8 +304,12 @@ class AgentInfo(BaseModel):
     agent_version: str
     enrolled_at: datetime
     last_seen: datetime | None
+    last_import: datetime | None = Field(
+        default=None, description="Offline agents: when their last report export was imported."
+    )
     applied_revision: int
     models: dict[str, ActualModel]
+    public_key: PublicKey | None = None
 
 
 class AgentList(BaseModel):
@@ -362,6 +366,7 @@ class AgentStatus(BaseModel):
     agent_id: str
     hostname: str
     last_seen: datetime | None
+    last_import: datetime | None = None
     stale: bool
     applied_revision: int
     converged: bool

@@ -41,11 +41,14 @@ def agent_status(
         )
         for name in names
     }
-    stale = agent.last_seen is None or now - agent.last_seen > timedelta(seconds=stale_after)
+    # An offline agent is only ever heard from through imported report exports.
+    heard = max(filter(None, (agent.last_seen, agent.last_import)), default=None)
+    stale = heard is None or now - heard > timedelta(seconds=stale_after)
     return AgentStatus(
         agent_id=agent.id,
         hostname=agent.hostname,
         last_seen=agent.last_seen,
+        last_import=agent.last_import,
         stale=stale,
         applied_revision=agent.applied_revision,
         converged=all(model.converged for model in models.values()),

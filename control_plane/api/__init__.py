@@ -10,6 +10,7 @@ from control_plane.api import (
     environments,
     fleet,
     models,
+    offline,
     operations,
     policies,
     reports,
@@ -22,7 +23,8 @@ BLUEPRINTS = (
     agents.bp,  # /api/v1/agents...
     reports.bp,  # /api/v1/agents/<id>/reports, /api/v1/reports, /api/v1/events
     fleet.bp,  # /api/v1/environments/<env>/drift|shadow/<model>
-    policies.bp,  # /api/v1/environments/<env>/policy
+    policies.bp,  # /api/v1/environments/<env>/policy, /blocked
+    offline.bp,  # /api/v1/environments/<env>/bundle, /agents (provision), /api/v1/reports/import
     tokens.bp,  # /api/v1/tokens
     operations.bp,  # /healthz /readyz /openapi.json
     docs.bp,  # /docs

@@ -7,6 +7,7 @@ import secrets
 from sqlite_utils import Database
 
 from common.schemas import AgentInfo, EnrollRequest, Heartbeat, Role
+from common.signing import PublicKey
 from control_plane.store.db import utcnow, write_transaction
 from control_plane.store.rows import dict_rows, from_json, from_time, to_json, to_time
 from control_plane.store.tokens import Principal, TokenStore
@@ -72,6 +73,20 @@ class AgentStore:
         assert agent is not None
         return agent
 
+    def record_import(self, agent_id: str, heartbeat: Heartbeat | None) -> None:
+        """Note an imported report export, and the newest heartbeat it carried."""
+        assignments: dict[str, object] = {"last_import": to_time(utcnow())}
+        if heartbeat is not None:
+            assignments["applied_revision"] = heartbeat.applied_revision
+            assignments["models"] = to_json(
+                {name: model.model_dump(mode="json") for name, model in heartbeat.models.items()}
+            )
+        columns = ", ".join(f"{name} = ?" for name in assignments)
+        with write_transaction(self.db) as db:
+            db.execute(
+                f"UPDATE agents SET {columns} WHERE id = ?", [*assignments.values(), agent_id]
+            )
+
     def get(self, agent_id: str) -> AgentInfo | None:
         rows = dict_rows(self.db.execute("SELECT * FROM agents WHERE id = ?", [agent_id]))
         return _agent(rows[0]) if rows else None
@@ -95,6 +110,10 @@ def _agent(row: dict) -> AgentInfo:
         agent_version=row["agent_version"],
         enrolled_at=from_time(row["enrolled_at"]),
         last_seen=from_time(row["last_seen"]),
+        last_import=from_time(row["last_import"]),
         applied_revision=row["applied_revision"],
         models=from_json(row["models"]),
+        public_key=None
+        if row["public_key"] is None
+        else PublicKey.model_validate_json(row["public_key"]),
     )

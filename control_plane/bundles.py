@@ -1,0 +1,71 @@
+"""Stream a bundle tar with an exact Content-Length, without building it in memory or on disk."""
+
+from __future__ import annotations
+
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from common.bundles import BUNDLE_BLOB_DIR, BUNDLE_MANIFEST
+from common.schemas import SignedManifest
+
+BLOCK = tarfile.BLOCKSIZE
+CHUNK = 1024 * 1024
+
+
+def bundle_files(signed: SignedManifest) -> dict[str, int]:
+    """Return every digest the manifest names (artifacts and profiles), with its size."""
+    files: dict[str, int] = {}
+    for model in signed.manifest.models.values():
+        for entry in (model.primary, model.shadow):
+            if entry is None:
+                continue
+            files[entry.artifact.sha256] = entry.artifact.size
+            if entry.reference_profile is not None:
+                files[entry.reference_profile.sha256] = entry.reference_profile.size
+    return files
+
+
+def stream_bundle(signed: SignedManifest, blob_path) -> tuple[int, Iterator[bytes]]:  # type: ignore[no-untyped-def]
+    """Return the tar's exact length and an iterator of its bytes."""
+    manifest = signed.model_dump_json().encode()
+    members: list[tuple[str, int, Path | bytes]] = [(BUNDLE_MANIFEST, len(manifest), manifest)]
+    members += [
+        (f"{BUNDLE_BLOB_DIR}{digest}", size, blob_path(digest))
+        for digest, size in sorted(bundle_files(signed).items())
+    ]
+    length = sum(BLOCK + _padded(size) for _, size, _ in members) + 2 * BLOCK
+    # tarfile pads the end to a multiple of RECORDSIZE; so do we, to keep the length exact.
+    length = -(-length // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
+
+    def generate() -> Iterator[bytes]:
+        written = 0
+        now = int(time.time())
+        for name, size, source in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = size, now, 0o644
+            header = info.tobuf(format=tarfile.PAX_FORMAT)
+            yield header
+            written += len(header)
+            if isinstance(source, bytes):
+                yield source
+            else:
+                with open(source, "rb") as handle:
+                    sent = 0
+                    while sent < size:
+                        chunk = handle.read(min(CHUNK, size - sent))
+                        if not chunk:
+                            raise OSError(f"{source} is shorter than its recorded size")
+                        sent += len(chunk)
+                        yield chunk
+            padding = _padded(size) - size
+            yield b"\0" * padding
+            written += _padded(size)
+        yield b"\0" * (length - written)
+
+    return length, generate()
+
+
+def _padded(size: int) -> int:
+    return -(-size // BLOCK) * BLOCK
