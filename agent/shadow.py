@@ -1,0 +1,257 @@
+"""Run the shadow model on the primary's live inputs, off the hot path, and compare.
+
+The request thread only puts the event on a bounded queue (`put_nowait`): when the queue is full
+the item is dropped and counted, so the shadow can never slow the primary down. A worker thread
+runs the shadow, pairs its answer with the primary's by request id and accumulates the window's
+comparison; ground truth from /feedback scores both models on the same requests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import queue
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from agent.inference_server import Feedback, PredictionEvent
+from common.reports import LatencyQuantiles, ShadowMetrics
+
+log = logging.getLogger("tether.agent.shadow")
+LATENCY_SAMPLES = 10_000  # per window and model; a reservoir beyond that
+REMEMBERED_REQUESTS = 50_000  # for feedback that arrives after the answer
+
+
+@dataclass
+class ShadowWindow:
+    """One window's comparison of one primary/shadow pair."""
+
+    kind: str
+    requests: int = 0
+    shadowed: int = 0
+    dropped: int = 0
+    errors: int = 0
+    agreed: int = 0
+    proba_diff_sum: float = 0.0
+    proba_diff_n: int = 0
+    # Regressors: running sums, so a long window costs constant memory.
+    pairs: int = 0
+    abs_diff_sum: float = 0.0
+    abs_diff_max: float = 0.0
+    sums: list[float] = field(default_factory=lambda: [0.0] * 5)  # x, y, xx, yy, xy
+    primary_ms: list[float] = field(default_factory=list)
+    shadow_ms: list[float] = field(default_factory=list)
+    labelled: int = 0
+    primary_correct: int = 0
+    shadow_correct: int = 0
+    primary_abs_error: float = 0.0
+    shadow_abs_error: float = 0.0
+
+    def metrics(self) -> ShadowMetrics:
+        """Summarise the window in the report's terms."""
+        classifier = self.kind == "classifier"
+        regressor_pairs = self.pairs if not classifier else 0
+        return ShadowMetrics(
+            requests=self.requests,
+            shadowed=self.shadowed,
+            dropped=self.dropped,
+            shadow_errors=self.errors,
+            kind="classifier" if classifier else "regressor",
+            agreement=(self.agreed / self.shadowed) if classifier and self.shadowed else None,
+            agreed=self.agreed if classifier else None,
+            mean_abs_proba_diff=(self.proba_diff_sum / self.proba_diff_n)
+            if self.proba_diff_n
+            else None,
+            mean_abs_diff=self.abs_diff_sum / regressor_pairs if regressor_pairs else None,
+            max_abs_diff=self.abs_diff_max if regressor_pairs else None,
+            correlation=_correlation(regressor_pairs, self.sums) if regressor_pairs else None,
+            primary_latency=_quantiles(self.primary_ms),
+            shadow_latency=_quantiles(self.shadow_ms),
+            labelled=self.labelled,
+            primary_correct=self.primary_correct if classifier and self.labelled else None,
+            shadow_correct=self.shadow_correct if classifier and self.labelled else None,
+            primary_mae=self.primary_abs_error / self.labelled
+            if not classifier and self.labelled
+            else None,
+            shadow_mae=self.shadow_abs_error / self.labelled
+            if not classifier and self.labelled
+            else None,
+        )
+
+
+WindowKey = tuple[str, int, int]  # model, primary version, shadow version
+
+
+class ShadowRunner:
+    """Queue live inputs for the shadow model and keep per-window comparisons."""
+
+    def __init__(self, queue_size: int = 1000) -> None:
+        self._queue: queue.Queue[PredictionEvent | None] = queue.Queue(maxsize=queue_size)
+        self._lock = threading.Lock()
+        self._windows: dict[WindowKey, ShadowWindow] = {}
+        self._answers: OrderedDict[tuple[str, str], tuple[WindowKey, list[Any], list[Any]]] = (
+            OrderedDict()
+        )
+        self._worker = threading.Thread(target=self._work, name="shadow-runner", daemon=True)
+        self._worker.start()
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, event: PredictionEvent) -> None:
+        """Hand a prediction to the shadow; never blocks (drops and counts when full)."""
+        shadow = event.deployed.shadow
+        if shadow is None:
+            return
+        key = (event.model, event.version, shadow.version)
+        rows = len(event.rows)
+        with self._lock:
+            window = self._window(key, shadow.kind)
+            window.requests += rows
+            if len(window.primary_ms) < LATENCY_SAMPLES:
+                window.primary_ms.append(event.latency_seconds * 1000)
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            with self._lock:
+                self._window(key, shadow.kind).dropped += rows
+
+    def feedback(self, items: list[Feedback]) -> int:
+        """Score both models on requests with ground truth; return how many were matched."""
+        matched = 0
+        with self._lock:
+            for item in items:
+                found = self._answers.get((item.model, item.request_id))
+                if found is None:
+                    continue
+                key, primary, shadow = found
+                index = item.index or 0
+                if index >= len(primary) or index >= len(shadow):
+                    continue
+                window = self._windows.get(key)
+                if window is None:
+                    continue
+                window.labelled += 1
+                if window.kind == "classifier":
+                    window.primary_correct += _same(primary[index], item.label)
+                    window.shadow_correct += _same(shadow[index], item.label)
+                else:
+                    window.primary_abs_error += abs(float(primary[index]) - float(item.label))
+                    window.shadow_abs_error += abs(float(shadow[index]) - float(item.label))
+                matched += 1
+        return matched
+
+    def take(self) -> dict[WindowKey, ShadowMetrics]:
+        """Return every window's metrics and start new windows."""
+        with self._lock:
+            windows, self._windows = self._windows, {}
+        return {key: window.metrics() for key, window in windows.items() if window.requests}
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until the queue is drained (for tests and clean shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._queue.unfinished_tasks == 0:
+                return True
+            time.sleep(0.005)
+        return False
+
+    def stop(self) -> None:
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=1.0)
+        self._worker.join(timeout=5.0)
+
+    def _window(self, key: WindowKey, kind: str) -> ShadowWindow:
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = ShadowWindow(kind=kind)
+        return window
+
+    def _work(self) -> None:
+        while True:
+            event = self._queue.get()
+            try:
+                if event is None:
+                    return
+                self._shadow(event)
+            except Exception:  # one bad request must not end the shadow worker
+                log.exception("shadow comparison failed")
+            finally:
+                self._queue.task_done()
+
+    def _shadow(self, event: PredictionEvent) -> None:
+        shadow = event.deployed.shadow
+        assert shadow is not None
+        key = (event.model, event.version, shadow.version)
+        started = time.perf_counter()
+        try:
+            answer = shadow.predict(event.rows)
+        except Exception as error:
+            with self._lock:
+                self._window(key, shadow.kind).errors += len(event.rows)
+            log.debug("shadow v%s failed: %s", shadow.version, error)
+            return
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        primary = event.prediction
+        with self._lock:
+            window = self._window(key, shadow.kind)
+            window.shadowed += len(event.rows)
+            if len(window.shadow_ms) < LATENCY_SAMPLES:
+                window.shadow_ms.append(elapsed_ms)
+            if shadow.kind == "classifier":
+                window.agreed += sum(
+                    _same(a, b)
+                    for a, b in zip(primary.predictions, answer.predictions, strict=False)
+                )
+                if primary.probabilities and answer.probabilities:
+                    for p, s in zip(primary.probabilities, answer.probabilities, strict=False):
+                        if len(p) == len(s):
+                            window.proba_diff_sum += float(
+                                np.mean(np.abs(np.asarray(p) - np.asarray(s)))
+                            )
+                            window.proba_diff_n += 1
+            else:
+                for p, s in zip(primary.predictions, answer.predictions, strict=False):
+                    x, y = float(p), float(s)
+                    window.pairs += 1
+                    window.abs_diff_sum += abs(x - y)
+                    window.abs_diff_max = max(window.abs_diff_max, abs(x - y))
+                    for slot, value in enumerate((x, y, x * x, y * y, x * y)):
+                        window.sums[slot] += value
+            self._answers[(event.model, event.request_id)] = (
+                key,
+                list(primary.predictions),
+                list(answer.predictions),
+            )
+            while len(self._answers) > REMEMBERED_REQUESTS:
+                self._answers.popitem(last=False)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return str(a) == str(b)
+
+
+def _quantiles(samples: list[float]) -> LatencyQuantiles:
+    if not samples:
+        return LatencyQuantiles()
+    p50, p95, p99 = np.percentile(np.asarray(samples), [50, 95, 99])
+    return LatencyQuantiles(p50=float(p50), p95=float(p95), p99=float(p99))
+
+
+def _correlation(n: int, sums: list[float]) -> float | None:
+    """Pearson's r from running sums (None when either side is constant)."""
+    if n < 2:
+        return None
+    x, y, xx, yy, xy = sums
+    var_x, var_y = xx - x * x / n, yy - y * y / n
+    if var_x <= 1e-12 * max(1.0, xx) or var_y <= 1e-12 * max(1.0, yy):
+        return None
+    value = (xy - x * y / n) / math.sqrt(var_x * var_y)
+    return None if math.isnan(value) else max(-1.0, min(1.0, value))
