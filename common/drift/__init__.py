@@ -13,23 +13,13 @@ from __future__ import annotations
 
 from common.drift.compare import DriftReport, FeatureDrift, TestName, compare
 from common.drift.frames import PREDICTION
-from common.drift.profile import CategoricalProfile, NumericProfile, ReferenceProfile, build_profile
-from common.drift.sketch import (
-    CategoricalCounts,
-    NumericCounts,
-    ProfileMismatch,
-    WindowSketch,
-    sketch,
-)
+from common.drift.profile import ReferenceProfile, build_profile
+from common.drift.sketch import ProfileMismatch, WindowSketch, sketch
 
 __all__ = [
     "PREDICTION",
-    "CategoricalCounts",
-    "CategoricalProfile",
     "DriftReport",
     "FeatureDrift",
-    "NumericCounts",
-    "NumericProfile",
     "ProfileMismatch",
     "ReferenceProfile",
     "TestName",

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from common.drift.exact import exact_sum
-from common.drift.frames import category_counts, category_key
+from common.drift.frames import LARGEST, category_counts, category_key
 
 if TYPE_CHECKING:
     from common.drift.profile import CategoricalProfile, NumericProfile, ReferenceProfile
@@ -24,7 +24,7 @@ OFFSET_BITS = 24
 class NumericBins:
     """A numeric feature's edges, as an array for columns and as a list for single values."""
 
-    __slots__ = ("edges", "edge_list", "high", "low", "marks", "scale", "size")
+    __slots__ = ("edge_list", "edges", "high", "low", "marks", "scale", "size")
 
     def __init__(self, profile: NumericProfile):
         self.edges = np.asarray(profile.edges, dtype=np.float64)
@@ -107,7 +107,7 @@ class CategoricalBatch:
 
 def count_numeric(values: np.ndarray, bins: NumericBins) -> NumericBatch:
     """Count a float64 column on a numeric feature's bins."""
-    usable = np.isfinite(values)
+    usable = np.abs(values) <= LARGEST
     if usable.all():
         finite, missing, infinite = values, 0, 0
     else:
@@ -128,7 +128,9 @@ def count_numeric(values: np.ndarray, bins: NumericBins) -> NumericBatch:
         keep = ~(outside_low | outside_high)
         inside, index = finite[keep], where[keep] - 1
         counts = np.bincount(index, minlength=bins.size)
-        offsets = np.bincount(index, weights=_places(inside, bins), minlength=bins.size).astype(np.int64)
+        offsets = np.bincount(index, weights=_places(inside, bins), minlength=bins.size).astype(
+            np.int64
+        )
         low_values, high_values = finite[outside_low], finite[outside_high]
     else:
         # Many values: one sort and a search of the edges into it beats a search per value.
@@ -195,4 +197,3 @@ def category_of(value: object) -> str | None:
     if type(value) is str:
         return value
     return category_key(value)
-

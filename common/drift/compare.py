@@ -1,4 +1,4 @@
-"""Compare a window sketch with its reference profile: per-feature statistics and drift decisions."""
+"""Compare a window sketch with its reference profile: per-feature statistics, drift decisions."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from common.drift import statistics
 from common.drift.binning import OFFSET_BITS
+from common.drift.counts import CategoricalCounts, NumericCounts
 from common.drift.exact import value_of
 from common.drift.profile import CategoricalProfile, NumericProfile, ReferenceProfile
-from common.drift.sketch import CategoricalCounts, NumericCounts, WindowSketch, check_shape, sketch
+from common.drift.sketch import WindowSketch, check_shape, sketch
 
 TestName = Literal["psi", "ks", "wasserstein", "jensen_shannon", "chi2"]
 Status = Literal["ok", "missing", "empty"]
@@ -57,7 +58,9 @@ class FeatureDrift(_Model):
     infinite: int
     absent: int = Field(description="window rows that did not carry the feature")
     out_of_range: int | None = Field(default=None, description="numeric: values outside [min, max]")
-    unseen: int | None = Field(default=None, description="categorical: values of unlisted categories")
+    unseen: int | None = Field(
+        default=None, description="categorical: values of unlisted categories"
+    )
     psi: float | None = None
     ks_statistic: float | None = None
     ks_pvalue: float | None = None
@@ -99,9 +102,10 @@ def compare(
 ) -> DriftReport:
     """Compare a window (a sketch, or a frame to sketch) with its profile and decide drift.
 
-    `tests` and `thresholds` override the test and threshold of named features. With `fdr`, every
-    feature not overridden is decided by its p-value test (KS, chi-square) under Benjamini-Hochberg
-    control at that level, and the dataset drifts when any feature does.
+    `tests` and `thresholds` override the test and threshold of named features. With `fdr`, the
+    features without a test of their own take their p-value test (KS, chi-square), every p-value
+    decision goes through Benjamini-Hochberg at that level, and the dataset drifts when any
+    feature does.
     """
     if not isinstance(window, WindowSketch):
         window = sketch(profile, window)
@@ -114,11 +118,15 @@ def compare(
         results[group] = _measure(references, states, window.rows)
         for name, result in results[group].items():
             test = tests.get(name) or _default_test(result.kind, references[name].count, fdr)
-            threshold = thresholds.get(name, fdr if fdr is not None and test in PVALUE_TESTS else None)
+            threshold = fdr if fdr is not None and test in PVALUE_TESTS else thresholds.get(name)
+            if fdr is not None and test in PVALUE_TESTS and name in thresholds:
+                raise ValueError(f"thresholds[{name!r}]: with fdr, p-value tests use the fdr level")
             result.test = test
             result.threshold = DEFAULT_THRESHOLDS[test] if threshold is None else float(threshold)
             result.score = getattr(result, _SCORES[test]) if result.status == "ok" else None
-            result.drifted = result.score is not None and _exceeds(test, result.score, result.threshold)
+            result.drifted = result.score is not None and _exceeds(
+                test, result.score, result.threshold
+            )
     if fdr is not None:
         _control_fdr([*results["features"].values(), *results["predictions"].values()], fdr)
     features, predictions = results["features"], results["predictions"]
@@ -160,7 +168,9 @@ def _check_options(
             raise ValueError(f"tests[{name!r}]: {test!r} is not one of {sorted(allowed)}")
     for name, threshold in thresholds.items():
         if not math.isfinite(threshold) or threshold < 0:
-            raise ValueError(f"thresholds[{name!r}] must be a finite number >= 0, got {threshold!r}")
+            raise ValueError(
+                f"thresholds[{name!r}] must be a finite number >= 0, got {threshold!r}"
+            )
     if not 0 < drift_share <= 1:
         raise ValueError(f"drift_share must be in (0, 1], got {drift_share!r}")
     if fdr is not None and not 0 < fdr < 1:
@@ -224,7 +234,9 @@ def _measure(
     return results
 
 
-def _numeric_statistics(results: dict[str, FeatureDrift], items: list[tuple[str, Any, Any]]) -> None:
+def _numeric_statistics(
+    results: dict[str, FeatureDrift], items: list[tuple[str, Any, Any]]
+) -> None:
     if not items:
         return
     width = max(len(reference.counts) for _, reference, _ in items)
@@ -244,12 +256,16 @@ def _numeric_statistics(results: dict[str, FeatureDrift], items: list[tuple[str,
         below[row], above[row] = state.below, state.above
         tails[row] = _tails(reference, state)
         cuts = np.searchsorted(edges[row, : size + 1], reference.deciles)
-        reference_deciles[row, : len(cuts) + 1] = _decile_cells(reference_fine[row, :size], cuts, 0, 0)
+        reference_deciles[row, : len(cuts) + 1] = _decile_cells(
+            reference_fine[row, :size], cuts, 0, 0
+        )
         window_deciles[row, : len(cuts) + 1] = _decile_cells(
             window_fine[row, :size], cuts, state.below, state.above
         )
     # KS runs over every cell in order: below the range, the fine bins, above the range.
-    reference_cells = np.concatenate((np.zeros((len(items), 1)), reference_fine, np.zeros((len(items), 1))), axis=1)
+    reference_cells = np.concatenate(
+        (np.zeros((len(items), 1)), reference_fine, np.zeros((len(items), 1))), axis=1
+    )
     window_cells = np.concatenate((below[:, None], window_fine, above[:, None]), axis=1)
     n_reference = reference_fine.sum(axis=1)
     n_window = window_cells.sum(axis=1)
@@ -278,10 +294,17 @@ def _bin_means(reference: NumericProfile, state: NumericCounts) -> tuple[np.ndar
     reference_means = edges[:-1] + np.asarray(reference.positions) / 100 * width
     counts = np.asarray(state.counts, dtype=np.float64)
     span = edges[-1] - edges[0]
-    steps = np.divide(np.asarray(state.offsets, dtype=np.float64), counts, out=np.zeros_like(counts), where=counts > 0)
+    steps = np.divide(
+        np.asarray(state.offsets, dtype=np.float64),
+        counts,
+        out=np.zeros_like(counts),
+        where=counts > 0,
+    )
     with np.errstate(over="ignore", invalid="ignore"):
         window_means = edges[:-1] + (steps + 0.5) * (span / 2.0**OFFSET_BITS)
-    window_means = np.where(np.isfinite(window_means), np.clip(window_means, edges[:-1], edges[1:]), edges[:-1])
+    window_means = np.where(
+        np.isfinite(window_means), np.clip(window_means, edges[:-1], edges[1:]), edges[:-1]
+    )
     return reference_means, window_means
 
 
@@ -301,14 +324,18 @@ def _tails(reference: NumericProfile, state: NumericCounts) -> float:
     if not (state.below or state.above):
         return 0.0
     low, high = Fraction(reference.edges[0]), Fraction(reference.edges[-1])
-    total = (state.below * low - value_of(state.below_sum)) + (value_of(state.above_sum) - state.above * high)
+    total = (state.below * low - value_of(state.below_sum)) + (
+        value_of(state.above_sum) - state.above * high
+    )
     try:
         return float(total)
     except OverflowError:
         return math.inf
 
 
-def _categorical_statistics(results: dict[str, FeatureDrift], items: list[tuple[str, Any, Any]]) -> None:
+def _categorical_statistics(
+    results: dict[str, FeatureDrift], items: list[tuple[str, Any, Any]]
+) -> None:
     if not items:
         return
     # One cell per listed category and a last one for all the others.

@@ -52,7 +52,9 @@ def choose_edges(ordered: np.ndarray, bins: int) -> Edges:
     bounds = np.searchsorted(ordered, edges, side="left")
     counts = np.diff(bounds)
     deciles = edges[np.searchsorted(raw, raw_deciles)]
-    return Edges(edges, counts.astype(np.int64), _positions(ordered, edges, bounds), deciles, discrete)
+    return Edges(
+        edges, counts.astype(np.int64), _positions(ordered, edges, bounds), deciles, discrete
+    )
 
 
 def _positions(ordered: np.ndarray, edges: np.ndarray, bounds: np.ndarray) -> np.ndarray:
@@ -89,7 +91,9 @@ def _shorten(raw: np.ndarray) -> np.ndarray:
 
 def _top(raw: np.ndarray) -> float:
     last = float(raw[-1])
-    room = float(raw[-1] - raw[-2]) * GAP_SHARE if len(raw) > 1 else max(abs(last), 1.0) * SCALE_SHARE
+    room = (
+        float(raw[-1] - raw[-2]) * GAP_SHARE if len(raw) > 1 else max(abs(last), 1.0) * SCALE_SHARE
+    )
     high = last + room
     if not high > last:
         high = float(np.nextafter(last, np.inf))

@@ -1,7 +1,7 @@
 """Exact sums of floats, kept as canonical float expansions so that merging is exact.
 
 A sum of float64 values is an exact rational number; keeping it exactly (instead of as a rounded
-float) makes `merge` associative and `sketch(a + b) == merge(sketch(a), sketch(b))` hold bit for bit.
+float) makes `merge` associative and `sketch(a + b) == merge(sketch(a), sketch(b))` hold exactly.
 It is stored as its greedy expansion: the correctly rounded float of the sum, then the rounded
 float of the remainder, and so on. That list is unique for a given exact value, its first term is
 the sum as a plain float, and it round-trips through JSON.
@@ -9,6 +9,7 @@ the sum as a plain float, and it round-trips through JSON.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Sequence
 from fractions import Fraction
@@ -53,11 +54,8 @@ def expansion(value: Fraction) -> list[float]:
     terms: list[float] = []
     rest = value
     while rest:
-        if abs(rest) > _MAX:
-            # Past the float range, peel off the largest float: still exact, merely longer.
-            term = float(_MAX) if rest > 0 else -float(_MAX)
-        else:
-            term = float(rest)
+        # Past the float range, peel off the largest float: still exact, merely longer.
+        term = float(rest) if abs(rest) <= _MAX else math.copysign(float(_MAX), rest)
         terms.append(term)
         rest -= Fraction(term)
     return terms

@@ -17,15 +17,20 @@ PREDICTION = "__prediction__"
 INFINITE = "\x00inf"
 """Key that `category_key` returns for +-inf, which is counted apart from the categories."""
 
+LARGEST = 1e300
+"""Numbers beyond +-LARGEST count as infinite: sums and spans of them would overflow float64."""
+
 _NUMERIC_INFERRED = {"integer", "floating", "mixed-integer-float", "decimal"}
 
 
 class Columns:
     """Named columns of one batch, with the row count and how many rows lacked each name."""
 
-    __slots__ = ("values", "rows", "absent")
+    __slots__ = ("absent", "rows", "values")
 
-    def __init__(self, values: dict[str, np.ndarray], rows: int, absent: dict[str, int] | None = None):
+    def __init__(
+        self, values: dict[str, np.ndarray], rows: int, absent: dict[str, int] | None = None
+    ):
         self.values = values
         self.rows = rows
         self.absent = absent or {}
@@ -33,7 +38,7 @@ class Columns:
 
 def is_row(frame: Any) -> bool:
     """Tell whether `frame` is a single row: a mapping of names to scalars."""
-    if not isinstance(frame, Mapping):
+    if type(frame) is not dict and not isinstance(frame, Mapping):
         return False
     for value in frame.values():
         return not isinstance(value, (list, tuple, np.ndarray, pd.Series))
@@ -45,7 +50,9 @@ def columns_of(frame: Any, names: Sequence[str] | None = None) -> Columns:
     if isinstance(frame, pd.DataFrame):
         labels = [str(c) for c in frame.columns]
         _check_unique(labels)
-        return Columns({label: series_values(frame.iloc[:, i]) for i, label in enumerate(labels)}, len(frame))
+        return Columns(
+            {label: series_values(frame.iloc[:, i]) for i, label in enumerate(labels)}, len(frame)
+        )
     if isinstance(frame, np.ndarray):
         return _array_columns(frame, names)
     if isinstance(frame, Mapping):
@@ -59,7 +66,7 @@ def columns_of(frame: Any, names: Sequence[str] | None = None) -> Columns:
     if isinstance(frame, Sequence) and not isinstance(frame, (str, bytes)):
         if all(isinstance(row, Mapping) for row in frame):
             return _rows_columns(frame)
-        return _array_columns(np.asarray(frame), names)
+        return _array_columns(as_array(frame), names)
     raise TypeError(f"cannot read columns from {type(frame).__name__}")
 
 
@@ -76,10 +83,18 @@ def series_values(series: pd.Series) -> np.ndarray:
 def _as_array(values: Any) -> np.ndarray:
     if isinstance(values, pd.Series):
         return series_values(values)
-    array = np.asarray(values)
+    array = as_array(values)
     if array.ndim != 1:
         raise ValueError(f"a column must be 1-D, got shape {array.shape}")
     return _normalise(array)
+
+
+def as_array(values: Any) -> np.ndarray:
+    """Return values as an array without numpy turning a mix of strings and numbers to strings."""
+    array = np.asarray(values)
+    if array.dtype.kind in "US" and not isinstance(values, np.ndarray):
+        array = np.asarray(values, dtype=object)
+    return array
 
 
 def _normalise(array: np.ndarray) -> np.ndarray:
@@ -92,14 +107,20 @@ def _normalise(array: np.ndarray) -> np.ndarray:
 def _array_columns(array: np.ndarray, names: Sequence[str] | None) -> Columns:
     if array.dtype.names:
         labels = list(array.dtype.names)
-        return Columns({label: _normalise(np.asarray(array[label])) for label in labels}, len(array))
+        return Columns(
+            {label: _normalise(np.asarray(array[label])) for label in labels}, len(array)
+        )
     if array.ndim != 2:
         raise ValueError(f"a frame must be 2-D, got shape {array.shape}")
-    labels = [str(n) for n in names] if names is not None else [str(i) for i in range(array.shape[1])]
+    labels = (
+        [str(n) for n in names] if names is not None else [str(i) for i in range(array.shape[1])]
+    )
     if len(labels) != array.shape[1]:
         raise ValueError(f"{len(labels)} names given for {array.shape[1]} columns")
     _check_unique(labels)
-    return Columns({label: _normalise(array[:, i]) for i, label in enumerate(labels)}, array.shape[0])
+    return Columns(
+        {label: _normalise(array[:, i]) for i, label in enumerate(labels)}, array.shape[0]
+    )
 
 
 def _rows_columns(rows: Sequence[Mapping[str, Any]]) -> Columns:
@@ -148,7 +169,7 @@ def to_float(values: np.ndarray) -> np.ndarray:
     if infer_dtype(values, skipna=True) in _NUMERIC_INFERRED | {"boolean", "empty"}:
         try:
             return np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             pass
     # Strings are never parsed as numbers, so that rows and batches count them alike (as missing).
     return np.fromiter((float_or_nan(v) for v in values), dtype=np.float64, count=len(values))
@@ -160,6 +181,8 @@ def float_or_nan(value: Any) -> float:
         return math.nan
     try:
         return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
     except (TypeError, ValueError):
         return math.nan
 
@@ -185,7 +208,7 @@ def category_key(value: Any) -> str | None:
         number = float(value)
         if math.isnan(number):
             return None
-        if math.isinf(number):
+        if abs(number) > LARGEST:
             return INFINITE
         return number_key(number)
     if isinstance(value, bytes):
@@ -203,7 +226,7 @@ def category_counts(values: np.ndarray) -> tuple[dict[str, int], int, int]:
     if values.dtype.kind in "fiu":
         numbers = values.astype(np.float64, copy=False)
         nan = np.isnan(numbers)
-        finite = np.isfinite(numbers)
+        finite = np.abs(numbers) <= LARGEST
         uniques, counts = np.unique(numbers[finite], return_counts=True)
         keyed = {number_key(float(u)): int(c) for u, c in zip(uniques, counts, strict=True)}
         missing = int(np.count_nonzero(nan))
@@ -219,4 +242,4 @@ def category_counts(values: np.ndarray) -> tuple[dict[str, int], int, int]:
     tally = Counter(category_key(v) for v in values)
     missing = tally.pop(None, 0)
     infinite = tally.pop(INFINITE, 0)
-    return dict(tally), missing, infinite
+    return {key: n for key, n in tally.items() if key is not None}, missing, infinite

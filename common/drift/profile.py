@@ -13,9 +13,18 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from common.drift.edges import choose_edges
-from common.drift.frames import PREDICTION, Columns, category_counts, columns_of, looks_numeric, to_float
+from common.drift.frames import (
+    LARGEST,
+    PREDICTION,
+    Columns,
+    as_array,
+    category_counts,
+    columns_of,
+    looks_numeric,
+    to_float,
+)
 
-FORMAT = 1
+FORMAT: Literal[1] = 1
 TOP_CATEGORIES = 100
 MAX_DISCRETE_CATEGORIES = 5
 """A numeric feature with at most this many distinct values is profiled as categorical."""
@@ -34,7 +43,7 @@ class NumericProfile(_Model):
     kind: Literal["numeric"] = "numeric"
     count: int = Field(ge=0, description="finite values")
     missing: int = Field(ge=0, description="NaN, None and values that are not numbers")
-    infinite: int = Field(ge=0, description="+-inf, excluded from every statistic")
+    infinite: int = Field(ge=0, description="+-inf and beyond +-1e300, left out of every statistic")
     mean: float | None = None
     std: float | None = Field(default=None, description="population standard deviation (ddof=0)")
     min: float | None = None
@@ -43,7 +52,9 @@ class NumericProfile(_Model):
     edges: list[float] = Field(description="fine bin edges; bins are [edges[i], edges[i+1])")
     counts: list[int] = Field(description="reference values in each fine bin")
     positions: list[int] = Field(description="mean place of each bin's values, in % of its width")
-    deciles: list[float] = Field(description="interior decile edges (a subset of edges) for PSI and JS")
+    deciles: list[float] = Field(
+        description="interior decile edges (a subset of edges) for PSI and JS"
+    )
 
 
 class CategoricalProfile(_Model):
@@ -114,28 +125,34 @@ def build_profile(
     predicted: dict[str, NumericProfile | CategoricalProfile] = {}
     if predictions is not None:
         predicted = _profile_columns(prediction_columns(predictions, columns.rows), set(), bins)
-    content = {
-        "format": FORMAT,
-        "rows": columns.rows,
-        "bins": bins,
-        "features": features,
-        "predictions": predicted,
-    }
-    digest = hashlib.sha256(ReferenceProfile.model_construct(digest="", **content).model_dump_json().encode())
-    return ReferenceProfile(digest=digest.hexdigest(), **content)
+    profile = ReferenceProfile(
+        digest="", rows=columns.rows, bins=bins, features=features, predictions=predicted
+    )
+    # The digest covers everything else, so that a sketch can name the profile it counts on.
+    profile.digest = hashlib.sha256(profile.model_dump_json().encode()).hexdigest()
+    return profile
 
 
-def prediction_columns(predictions: Any, rows: int) -> Columns:
-    """Return predictions as columns under the reserved names: 1-D as one, 2-D as one per column."""
+def prediction_columns(predictions: Any, rows: int, names: Sequence[str] | None = None) -> Columns:
+    """Return predictions as columns under the reserved names: 1-D as one, 2-D as one per column.
+
+    A DataFrame's columns are named by their labels; a 2-D array's by position, or by `names`
+    (a profile's prediction names) when given.
+    """
     if isinstance(predictions, pd.DataFrame):
         named = predictions.set_axis([f"{PREDICTION}.{c}" for c in predictions.columns], axis=1)
         columns = columns_of(named)
     else:
-        array = predictions.to_numpy() if isinstance(predictions, pd.Series) else np.asarray(predictions)
+        array = (
+            predictions.to_numpy() if isinstance(predictions, pd.Series) else as_array(predictions)
+        )
         if array.ndim == 1:
             columns = columns_of({PREDICTION: array})
         elif array.ndim == 2:
-            columns = columns_of(array, [f"{PREDICTION}.{i}" for i in range(array.shape[1])])
+            labels = [f"{PREDICTION}.{i}" for i in range(array.shape[1])]
+            if names is not None and len(names) == array.shape[1]:
+                labels = list(names)
+            columns = columns_of(array, labels)
         else:
             raise ValueError(f"predictions must be 1-D or 2-D, got shape {array.shape}")
     if columns.rows != rows:
@@ -162,18 +179,19 @@ def _profile_columns(
 
 def _profile_numeric(values: np.ndarray, bins: int) -> NumericProfile | CategoricalProfile:
     nan = np.isnan(values)
-    finite = ~nan & np.isfinite(values)
+    finite = np.abs(values) <= LARGEST
     ordered = np.sort(values[finite])
     distinct = int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1 if len(ordered) else 0
     if distinct <= MAX_DISCRETE_CATEGORIES:
         return _profile_categorical(values)
     chosen = choose_edges(ordered, bins)
+    mean, std = _moments(ordered)
     return NumericProfile(
         count=len(ordered),
         missing=int(np.count_nonzero(nan)),
         infinite=len(values) - len(ordered) - int(np.count_nonzero(nan)),
-        mean=float(np.mean(ordered)),
-        std=float(np.std(ordered)),
+        mean=mean,
+        std=std,
         min=float(ordered[0]),
         max=float(ordered[-1]),
         discrete=chosen.discrete,
@@ -182,6 +200,15 @@ def _profile_numeric(values: np.ndarray, bins: int) -> NumericProfile | Categori
         positions=chosen.positions.tolist(),
         deciles=chosen.deciles.tolist(),
     )
+
+
+def _moments(ordered: np.ndarray) -> tuple[float, float]:
+    # Squares of numbers past 1e154 overflow: scale them down first.
+    scale = max(abs(float(ordered[0])), abs(float(ordered[-1])), 1.0)
+    if scale < 1e150:
+        return float(np.mean(ordered)), float(np.std(ordered))
+    scaled = ordered / scale
+    return float(np.mean(scaled)) * scale, float(np.std(scaled)) * scale
 
 
 def _profile_categorical(values: np.ndarray) -> CategoricalProfile:

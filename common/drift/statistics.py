@@ -116,7 +116,11 @@ def wasserstein(
     first = np.minimum(reference_means, window_means)
     second = np.maximum(reference_means, window_means)
     middle = np.where(reference_means <= window_means, left + reference_step, left - window_step)
-    stepped = np.abs(left) * (first - starts) + np.abs(middle) * (second - first) + np.abs(right) * (ends - second)
+    stepped = (
+        np.abs(left) * (first - starts)
+        + np.abs(middle) * (second - first)
+        + np.abs(right) * (ends - second)
+    )
     inside = np.where(left * right < 0, stepped, np.abs(signed)).sum(axis=-1)
     return inside + np.asarray(tails, dtype=np.float64) / n_window[:, 0]
 

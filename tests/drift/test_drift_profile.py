@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.drift import PREDICTION, CategoricalProfile, NumericProfile, ReferenceProfile, build_profile
+from common.drift import PREDICTION, ReferenceProfile, build_profile
+from common.drift.profile import CategoricalProfile, NumericProfile
 from tests.drift.data import numeric_frame
 
 
@@ -97,9 +98,13 @@ def test_predictions_are_profiled_under_reserved_names():
     scores = build_profile(frame, predictions=rng.normal(size=500))
     assert scores.predictions[PREDICTION].kind == "numeric"
     probabilities = rng.dirichlet([1, 1, 1], 500)
-    by_class = build_profile(frame, predictions=pd.DataFrame(probabilities, columns=["a", "b", "c"]))
+    by_class = build_profile(
+        frame, predictions=pd.DataFrame(probabilities, columns=["a", "b", "c"])
+    )
     assert list(by_class.predictions) == [f"{PREDICTION}.a", f"{PREDICTION}.b", f"{PREDICTION}.c"]
-    assert list(build_profile(frame, predictions=probabilities).predictions)[0] == f"{PREDICTION}.0"
+    assert (
+        next(iter(build_profile(frame, predictions=probabilities).predictions)) == f"{PREDICTION}.0"
+    )
     with pytest.raises(ValueError, match="predictions for"):
         build_profile(frame, predictions=np.zeros(10))
     with pytest.raises(ValueError, match="reserved"):
@@ -118,7 +123,9 @@ def test_bad_input_is_refused_with_the_reason():
 
 
 def test_profile_round_trips_through_json_and_its_digest_names_its_content():
-    frame = pd.DataFrame({"x": np.arange(3000.0) % 97, "c": np.array(list("abc"))[np.arange(3000) % 3]})
+    frame = pd.DataFrame(
+        {"x": np.arange(3000.0) % 97, "c": np.array(list("abc"))[np.arange(3000) % 3]}
+    )
     profile = build_profile(frame, predictions=np.arange(3000.0) % 13)
     assert ReferenceProfile.model_validate_json(profile.model_dump_json()) == profile
     assert len(profile.digest) == 64

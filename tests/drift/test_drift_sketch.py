@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,9 @@ PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 @pytest.fixture(scope="module")
 def profile():
     rng = np.random.default_rng(21)
-    return build_profile(mixed_frame(rng, 5000), predictions=rng.choice(["no", "yes"], 5000), bins=200)
+    return build_profile(
+        mixed_frame(rng, 5000), predictions=rng.choice(["no", "yes"], 5000), bins=200
+    )
 
 
 # Values a live row may carry: in and out of the reference range, missing, infinite, of the
@@ -36,12 +39,11 @@ rows = st.fixed_dictionaries(
 )
 
 
-def _frame_of(batch: list[dict]) -> list[dict]:
-    return batch
-
-
 @PROPERTY
-@given(st.lists(rows, max_size=30), st.lists(st.sampled_from(["no", "yes", None]), max_size=30))
+@given(
+    st.lists(rows, max_size=30),
+    st.lists(st.sampled_from(["no", "yes", "maybe", math.nan]), max_size=30),
+)
 def test_adding_rows_one_by_one_equals_sketching_them_together(profile, batch, labels):
     labels = (labels + ["no"] * len(batch))[: len(batch)]
     one_by_one = sketch(profile)
@@ -59,7 +61,9 @@ def test_adding_rows_one_by_one_equals_sketching_them_together(profile, batch, l
 def test_merge_is_exact_associative_and_commutative(profile, batch, data):
     cut_one = data.draw(st.integers(0, len(batch)))
     cut_two = data.draw(st.integers(cut_one, len(batch)))
-    a, b, c = (sketch(profile, part) for part in (batch[:cut_one], batch[cut_one:cut_two], batch[cut_two:]))
+    a, b, c = (
+        sketch(profile, part) for part in (batch[:cut_one], batch[cut_one:cut_two], batch[cut_two:])
+    )
     whole = sketch(profile, batch)
     assert a.merge(b, c) == whole
     assert a.merge(b).merge(c) == a.merge(b.merge(c)) == whole
@@ -77,19 +81,18 @@ def test_merge_stays_exact_for_any_float_including_huge_and_tiny_ones(profile, v
     whole = sketch(profile, frame)
     assert sketch(profile, frame.iloc[:cut]).merge(sketch(profile, frame.iloc[cut:])) == whole
     state = whole.features["normal"]
-    finite = [v for v in values if math.isfinite(v)]
-    assert state.count == len(finite)
+    # Past 1e300 a number counts as infinite (docs/drift.md).
+    assert state.count == sum(abs(v) <= 1e300 for v in values)
     assert state.missing == sum(math.isnan(v) for v in values)
-    assert state.infinite == sum(math.isinf(v) for v in values)
+    assert state.infinite == sum(abs(v) > 1e300 for v in values)
 
 
 def test_out_of_range_sums_are_exact_where_float_addition_is_not(profile):
     low = profile.features["normal"].edges[0]
-    values = [low - 1e16, low - 1.0, low - 1.0, low + 0.0 - 1e16 * 0 - 3.0]
+    values = [low - 1e16, low - 1.0, low - 1.0, low - 3.0]
     state = sketch(profile, pd.DataFrame({"normal": values})).features["normal"]
-    from fractions import Fraction
-
     exact = sum((Fraction(v) for v in values), Fraction(0))
+    assert sum(values) != exact  # float addition drops the small terms
     assert sum((Fraction(t) for t in state.below_sum), Fraction(0)) == exact
     assert state.below == 4
 
@@ -139,7 +142,9 @@ def test_predictions_of_several_columns_take_a_mapping_or_a_sequence_per_row():
         by_position.add({"x": frame.x[i]}, predictions=probabilities.iloc[i].tolist())
     batch = sketch(profile, frame.iloc[:50], predictions=probabilities.iloc[:50])
     assert by_name == batch
-    assert by_position.predictions[f"{PREDICTION}.0"].counts == batch.predictions[f"{PREDICTION}.ham"].counts
+    assert by_position == batch
+    assert sketch(profile, frame.iloc[:50], predictions=probabilities.iloc[:50].to_numpy()) == batch
+    assert list(batch.predictions) == [f"{PREDICTION}.ham", f"{PREDICTION}.spam"]
     with pytest.raises(ValueError, match="several columns"):
         by_name.add({"x": 1.0}, predictions=0.5)
 
@@ -158,6 +163,7 @@ def test_adding_one_row_is_cheap():
         for row in live:
             window.add(row)
         best = min(best, (time.perf_counter() - start) / len(live))
-    # About 20 us for 20 features on an idle 2-core machine; the bound leaves room for a busy one.
-    assert best < 200e-6
+    # 10-20 us for 20 features here, 80 us when the machine is shared; a row through pandas
+    # would take milliseconds, which is what this bound catches.
+    assert best < 500e-6
     assert window.rows == 3 * len(live)

@@ -69,7 +69,9 @@ def test_ks_statistic_is_within_0_005_of_scipy_on_continuous_data(continuous, ca
     assert abs(feature.ks_statistic - exact.statistic) <= 0.005
     # The p-value is the two-sample distribution's for both sizes (scipy's "asymp" method).
     effective = round(len(reference) * len(window) / (len(reference) + len(window)))
-    assert feature.ks_pvalue == pytest.approx(stats.kstwo.sf(feature.ks_statistic, effective), rel=1e-9)
+    assert feature.ks_pvalue == pytest.approx(
+        stats.kstwo.sf(feature.ks_statistic, effective), rel=1e-9
+    )
 
 
 @pytest.mark.parametrize("case", list(_windows(np.random.default_rng(0))))
@@ -128,7 +130,9 @@ def test_chi_square_equals_scipy_with_reference_shares_as_expected_frequencies()
     ref_counts = pd.Series(reference).value_counts().reindex(cities).to_numpy()
     win_counts = pd.Series(window).value_counts().reindex(cities).fillna(0).to_numpy()
     expected = ref_counts / ref_counts.sum() * win_counts.sum()
-    assert feature.chi2_pvalue == pytest.approx(stats.chisquare(win_counts, expected).pvalue, rel=1e-12)
+    assert feature.chi2_pvalue == pytest.approx(
+        stats.chisquare(win_counts, expected).pvalue, rel=1e-12
+    )
     assert feature.test == "chi2"
     assert feature.psi == pytest.approx(_direct_psi(ref_counts, win_counts), abs=1e-12)
     assert feature.jensen_shannon == pytest.approx(
@@ -165,7 +169,9 @@ def test_statistics_are_vectorised_over_features():
     reference = rng.integers(0, 50, size=(6, 10))
     window = rng.integers(0, 50, size=(6, 10))
     together = drift_statistics.jensen_shannon(reference, window)
-    one_by_one = [drift_statistics.jensen_shannon(r, w) for r, w in zip(reference, window, strict=True)]
+    one_by_one = [
+        drift_statistics.jensen_shannon(r, w) for r, w in zip(reference, window, strict=True)
+    ]
     np.testing.assert_allclose(together, one_by_one, rtol=0, atol=1e-15)
     assert together.shape == (6,)
     assert drift_statistics.psi(reference, window).shape == (6,)
