@@ -55,7 +55,7 @@ def poll_hint(
 ) -> int:
     """Seconds until the next poll: short while a change rolls out, long when idle."""
     age = (now or utcnow()) - updated_at
-    if lagging_agents > 0 and age < timedelta(seconds=settings.rollout_window):
+    if lagging_agents and age < timedelta(seconds=settings.rollout_window):
         return settings.rollout_poll_interval
     if age > timedelta(seconds=settings.idle_after):
         return settings.idle_poll_interval

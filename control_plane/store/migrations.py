@@ -156,3 +156,8 @@ def signing(db: Database) -> None:
         ALTER TABLE agents ADD COLUMN last_import TEXT;  -- offline agents: last imported report
         """
     )
+
+
+@migrations(name="0004_lagging_agents_index")
+def lagging_agents_index(db: Database) -> None:
+    db.execute("CREATE INDEX agents_by_revision ON agents(environment, applied_revision)")
