@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, cast
 
 from flask import Flask, Request, current_app, g
@@ -10,7 +11,7 @@ from flask import Flask, Request, current_app, g
 from common.config import load_settings
 from common.digests import HashingWriter
 from control_plane.artifacts import ArtifactFiles
-from control_plane.bootstrap import bootstrap
+from control_plane.bootstrap import bootstrap, session_key
 from control_plane.errors import register_error_handlers
 from control_plane.keys import KeyRing
 from control_plane.settings import ControlPlaneSettings
@@ -29,6 +30,15 @@ class TetherState:
         self.artifacts = ArtifactFiles(settings.artifacts_dir)
         self.keys = KeyRing(settings.keys_dir)
         self.new_admin_token: str | None = None
+        self._stores = threading.local()
+
+    def thread_store(self) -> Store:
+        """Return this thread's Store: built once per connection, not once per request."""
+        db = self.pool.get()
+        store = getattr(self._stores, "store", None)
+        if store is None or store.db is not db:  # first use, or the pool was reopened
+            store = self._stores.store = Store.over(db)
+        return store
 
 
 class TetherRequest(Request):
@@ -57,10 +67,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     tether = TetherState(settings)
     tether.new_admin_token = bootstrap(settings)
     app.extensions["tether"] = tether
+    app.secret_key = session_key(settings.session_key_path)
 
     from control_plane.api import register_blueprints
+    from control_plane.dashboard import init_dashboard
+    from control_plane.metrics import init_metrics
 
+    init_metrics(app)  # first, so that its timing hooks wrap every other hook
     register_blueprints(app)
+    init_dashboard(app)
     register_error_handlers(app)
     app.teardown_appcontext(_close_request)
     return app
@@ -77,9 +92,10 @@ def settings() -> ControlPlaneSettings:
 
 def get_store() -> Store:
     """Return this request's store, over this thread's connection."""
-    if "store" not in g:
-        g.store = Store.over(state().pool.get())
-    return cast(Store, g.store)
+    store = g.get("store")
+    if store is None:
+        store = g.store = state().thread_store()
+    return cast(Store, store)
 
 
 def _close_request(error: BaseException | None) -> None:

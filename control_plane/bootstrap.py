@@ -1,8 +1,9 @@
-"""Prepare a data directory on start: database, artifact folders, the first admin token."""
+"""Prepare a data directory on start: database, artifact folders, keys, the first admin token."""
 
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 from common.schemas import Role
@@ -19,6 +20,7 @@ def bootstrap(settings: ControlPlaneSettings) -> str | None:
     initialise(settings.database_path)
     ArtifactFiles(settings.artifacts_dir).prepare()
     KeyRing(settings.keys_dir).ensure()
+    session_key(settings.session_key_path)
     db = connect(settings.database_path)
     try:
         store = Store.over(db)
@@ -39,3 +41,19 @@ def write_secret_file(path: Path, content: str) -> None:
     with os.fdopen(fd, "w") as handle:
         handle.write(content)
     os.chmod(path, 0o600)
+
+
+def session_key(path: Path) -> bytes:
+    """Return the key that signs dashboard sessions, made random (mode 0600) on first start."""
+    if not path.exists():
+        # Written aside, then linked into place: of two processes starting at once, one key
+        # wins and neither ever reads a half-written file.
+        aside = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        write_secret_file(aside, secrets.token_hex(32) + "\n")
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            pass
+        finally:
+            aside.unlink()
+    return path.read_text().strip().encode()

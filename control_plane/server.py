@@ -6,6 +6,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from control_plane.logs import gunicorn_logger
 from control_plane.settings import ControlPlaneSettings
 
 
@@ -31,6 +32,8 @@ class ControlPlaneServer(BaseApplication):
             "loglevel": s.log_level,
             "accesslog": None,
             "errorlog": "-",
+            "logger_class": gunicorn_logger(s.log_format),
+            "child_exit": _child_exit,
             "preload_app": True,
             "proc_name": "tether-server",
         }
@@ -42,9 +45,18 @@ class ControlPlaneServer(BaseApplication):
 
     def load(self):  # type: ignore[no-untyped-def]
         from control_plane.app import create_app
+        from control_plane.metrics import enable_multiprocess
         from control_plane.scheduler import PolicyScheduler
 
+        # Before the app makes its metrics and before the fork: workers share them through files.
+        enable_multiprocess(self.settings.metrics_dir)
         app = create_app(self.app_config)
         # With preload_app, load() runs once, in the master: so does the policy engine.
         PolicyScheduler(app).start()
         return app
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    from control_plane.metrics import worker_exited
+
+    worker_exited(worker.pid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +19,9 @@ class ControlPlaneSettings(BaseModel):
     workers: int = Field(default=2, ge=1, le=64)
     threads: int = Field(default=8, ge=1, le=256)
     log_level: str = "info"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text, or json: one JSON object per line for collectors."
+    )
     max_artifact_bytes: int = Field(default=4 * 1024**3, gt=0)
     max_request_bytes: int = Field(default=1024**2, gt=0)
     max_report_batch_bytes: int = Field(default=64 * 1024**2, gt=0)
@@ -33,6 +37,12 @@ class ControlPlaneSettings(BaseModel):
         default=10, ge=0, description="Seconds between policy passes; 0 turns the engine off."
     )
     stale_after: int = Field(default=120, ge=1, description="Seconds without heartbeat = stale.")
+    session_cookie_secure: bool | None = Field(
+        default=None, description="Dashboard cookie's Secure flag; None: when served over https."
+    )
+    session_lifetime: int = Field(
+        default=12 * 3600, ge=60, description="Seconds a dashboard sign-in lasts."
+    )
 
     @property
     def database_path(self) -> Path:
@@ -49,3 +59,11 @@ class ControlPlaneSettings(BaseModel):
     @property
     def admin_token_path(self) -> Path:
         return self.data_dir / "admin.token"
+
+    @property
+    def session_key_path(self) -> Path:
+        return self.data_dir / "session.key"
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.data_dir / "prometheus"

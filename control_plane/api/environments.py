@@ -103,6 +103,12 @@ def set_desired(env: str, model: str):
     _existing(env)
     check_name(model, "model name")
     body = parse_body(DesiredModelUpdate)
+    check_desired_update(model, body)
+    return _change(env, model, decide.set_entry(body.version, body.shadow), "set", body.reason)
+
+
+def check_desired_update(model: str, body: DesiredModelUpdate) -> None:
+    """Refuse an update naming the same shadow as version (422) or a missing version (404)."""
     if body.shadow is not None and body.shadow == body.version:
         raise Unprocessable(
             "shadow must differ from version",
@@ -117,7 +123,6 @@ def set_desired(env: str, model: str):
             f"model {model!r} has no version {', '.join(map(str, missing))}",
             details={"missing_versions": missing},
         )
-    return _change(env, model, decide.set_entry(body.version, body.shadow), "set", body.reason)
 
 
 @operation(
@@ -157,7 +162,7 @@ def unset_desired(env: str, model: str):
 )
 def promote(env: str, model: str):
     """Promote the shadow version to primary."""
-    _existing_model(env, model)
+    check_model_action(env, model)
     body = parse_body(ActionReason)
     return _change(env, model, decide.promote, "promote", body.reason)
 
@@ -174,7 +179,7 @@ def promote(env: str, model: str):
 )
 def rollback(env: str, model: str):
     """Restore the previous primary version."""
-    _existing_model(env, model)
+    check_model_action(env, model)
     body = parse_body(ActionReason)
     return _change(env, model, decide.rollback, "rollback", body.reason)
 
@@ -220,7 +225,8 @@ def _existing(env: str) -> str:
     return env
 
 
-def _existing_model(env: str, model: str) -> None:
+def check_model_action(env: str, model: str) -> None:
+    """Refuse an action on an unknown environment or model (404) or a bad name (422)."""
     _existing(env)
     check_name(model, "model name")
     if not get_store().registry.model_exists(model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
@@ -27,12 +28,18 @@ from control_plane.settings import ControlPlaneSettings
 @click.option("--host", help="Address to listen on [127.0.0.1].")
 @click.option("--port", type=int, help="Port to listen on [8500].")
 @click.option("--workers", type=int, help="Worker processes [2].")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    help="Log lines as text, or as one JSON object per line for collectors [text].",
+)
 def server(
     config_file: Path | None,
     data_dir: Path | None,
     host: str | None,
     port: int | None,
     workers: int | None,
+    log_format: str | None,
 ) -> None:
     """Run the control plane's REST API with a production WSGI server.
 
@@ -42,15 +49,31 @@ def server(
     \b
     Example:
       tether server --data-dir /var/lib/tether-server --host 0.0.0.0 --port 8500
+      tether server --log-format json
     """
+    from control_plane.logs import configure_logging
     from control_plane.server import ControlPlaneServer
 
-    overrides = {"data_dir": data_dir, "host": host, "port": port, "workers": workers}
+    overrides = {
+        "data_dir": data_dir,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "log_format": log_format,
+    }
     try:
         settings = load_settings(ControlPlaneSettings, config_file, overrides=overrides)
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
+    configure_logging(settings.log_level, settings.log_format)
     token = bootstrap(settings)
+    if settings.log_format == "json":
+        # Collectors get events, and never a secret: the token stays in its file.
+        log = logging.getLogger("tether.server")
+        if token is not None:
+            log.warning("created the first admin token in %s, mode 0600", settings.admin_token_path)
+        log.info("Tether control plane on http://%s:%s", settings.host, settings.port)
+        token = None
     if token is not None:
         click.echo(
             f"Created the first admin token (also in {settings.admin_token_path}, mode 0600):\n"
@@ -58,11 +81,12 @@ def server(
             "It is shown only this once.",
             err=True,
         )
-    click.echo(
-        f"Tether control plane on http://{settings.host}:{settings.port} "
-        f"(data: {settings.data_dir.resolve()})",
-        err=True,
-    )
+    if settings.log_format == "text":
+        click.echo(
+            f"Tether control plane on http://{settings.host}:{settings.port} "
+            f"(data: {settings.data_dir.resolve()})",
+            err=True,
+        )
     app_config = {**{k: v for k, v in overrides.items() if v is not None}}
     if config_file is not None:
         app_config["config_file"] = config_file
