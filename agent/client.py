@@ -1,0 +1,314 @@
+"""Talk to the control plane: enroll, poll the manifest, send heartbeats, stream artifacts.
+
+Every failure is raised from one tree, so callers decide by kind, not by status code:
+
+    ClientError (common.errors.TetherError)
+     ├── Unreachable     no usable answer: connect/read errors, timeouts, 5xx; retry with backoff
+     └── Rejected        the control plane said no (4xx); carries `.error` (ApiResponseError)
+
+A 304 on the manifest is not an error: `fetch_manifest` returns `NotModified`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from agent.transport import READINTO, BodyTransport, goes_direct
+from common.errors import ApiResponseError, TetherError, error_from_response
+from common.schemas import EnrollRequest, EnrollResponse, Heartbeat, HeartbeatAck, SignedManifest
+
+log = logging.getLogger("tether.agent.client")
+
+POLL_HINT_HEADER = "X-Tether-Poll-After"
+USER_AGENT = "tether-agent"
+
+
+class ClientError(TetherError):
+    """A request to the control plane did not succeed."""
+
+
+class Unreachable(ClientError):
+    """The control plane could not be reached or failed (transport error, timeout, 5xx)."""
+
+
+class Rejected(ClientError):
+    """The control plane refused the request (4xx)."""
+
+    def __init__(self, error: ApiResponseError) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.status = error.status
+
+
+@dataclass(frozen=True)
+class ManifestUpdate:
+    """A new manifest, its ETag and the server's poll hint in seconds."""
+
+    signed: SignedManifest
+    etag: str | None
+    poll_after: float | None
+
+
+@dataclass(frozen=True)
+class NotModified:
+    """The manifest has not changed since the ETag sent; carries the poll hint."""
+
+    etag: str | None
+    poll_after: float | None
+
+
+@dataclass(frozen=True)
+class ArtifactStream:
+    """An artifact response being read: where it starts and its raw body chunks."""
+
+    response: httpx.Response
+    offset: int
+    length: int | None
+
+    @property
+    def readinto(self) -> Callable[[memoryview], int] | None:
+        """Return a function filling a buffer straight from the socket, where there is one."""
+        encoding = self.response.headers.get("content-encoding", "identity").lower()
+        reader = self.response.extensions.get(READINTO)
+        return reader if encoding in ("", "identity") and callable(reader) else None
+
+    def chunks(self) -> Iterator[bytes]:
+        """Yield the body as it arrives, without re-chunking copies."""
+        if self.response.is_stream_consumed:  # a transport that already read the whole body
+            return iter([self.response.content])
+        encoding = self.response.headers.get("content-encoding", "identity").lower()
+        if encoding in ("", "identity"):
+            return self.response.iter_raw()
+        return self.response.iter_bytes()  # a proxy compressed it despite Accept-Encoding
+
+
+class ControlPlaneClient:
+    """One agent's HTTP client for the control plane; use it as a context manager."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        agent_id: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.agent_id = agent_id
+        self.timeout = timeout
+        headers = {"User-Agent": USER_AGENT}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = self._new_http(headers, transport)
+        # Artifact bodies take the copy-free transport, unless a proxy must carry them or a
+        # transport was given (tests): then they share the API's.
+        if transport is None and goes_direct(self.url):
+            self._bodies = self._new_http(headers, BodyTransport())
+        else:
+            self._bodies = self._http
+
+    def _new_http(
+        self, headers: dict[str, str], transport: httpx.BaseTransport | None
+    ) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def __enter__(self) -> ControlPlaneClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pools."""
+        self._http.close()
+        self._bodies.close()
+
+    # --- the API --------------------------------------------------------------------------
+
+    def enroll(self, enrollment_token: str, request: EnrollRequest) -> EnrollResponse:
+        """Exchange an enrollment token for this agent's id and token."""
+        response = self._send(
+            "POST",
+            "/api/v1/agents/enroll",
+            json=request.model_dump(mode="json"),
+            headers={"Authorization": f"Bearer {enrollment_token}"},
+        )
+        return self._parse(EnrollResponse, response)
+
+    def fetch_manifest(
+        self, etag: str | None = None, wait: int = 0
+    ) -> ManifestUpdate | NotModified:
+        """Fetch the manifest unless it still has `etag`; long-poll up to `wait` seconds."""
+        headers = {"If-None-Match": _quote(etag)} if etag else {}
+        params = {"wait": str(wait)} if wait > 0 else None
+        # A long-poll is held open by design: give the read its wait on top of the timeout.
+        timeout = httpx.Timeout(self.timeout + wait, connect=min(self.timeout, 10.0))
+        response = self._send(
+            "GET", self._agent_path("manifest"), headers=headers, params=params, timeout=timeout
+        )
+        hint = _poll_hint(response)
+        new_etag = _unquote(response.headers.get("ETag"))
+        if response.status_code == 304:
+            return NotModified(etag=new_etag or etag, poll_after=hint)
+        signed = self._parse(SignedManifest, response)
+        return ManifestUpdate(
+            signed=signed, etag=new_etag, poll_after=hint if hint is not None else signed.poll_after
+        )
+
+    def heartbeat(self, heartbeat: Heartbeat) -> HeartbeatAck:
+        """Report the actual state of this agent."""
+        response = self._send(
+            "POST", self._agent_path("heartbeat"), json=heartbeat.model_dump(mode="json")
+        )
+        return self._parse(HeartbeatAck, response)
+
+    @contextmanager
+    def download(self, model: str, version: int, offset: int = 0) -> Iterator[ArtifactStream]:
+        """Stream a version's artifact from byte `offset` (Range); the server may restart at 0."""
+        path = f"/api/v1/models/{model}/versions/{version}/artifact"
+        # Compression would turn raw chunks into something other than the artifact's bytes.
+        headers = {"Accept-Encoding": "identity"}
+        if offset > 0:
+            headers["Range"] = f"bytes={offset}-"
+        # Between chunks only the read timeout applies, so a stalled transfer still fails.
+        request = self._bodies.build_request("GET", path, headers=headers)
+        started = time.monotonic()
+        try:
+            response = self._bodies.send(request, stream=True)
+        except httpx.TransportError as error:
+            self._log(request, None, started, error)
+            raise Unreachable(f"GET {path}: {_describe(error)}") from error
+        try:
+            self._log(request, response, started)
+            if response.status_code >= 400:
+                response.read()
+                self._raise_for(response)
+            if response.status_code not in (200, 206):
+                raise Unreachable(f"GET {path}: unexpected status {response.status_code}")
+            start = 0
+            if response.status_code == 206:
+                start = _range_start(response.headers.get("Content-Range", ""))
+            length = response.headers.get("Content-Length")
+            yield ArtifactStream(
+                response=response,
+                offset=start,
+                length=int(length) if length and length.isdigit() else None,
+            )
+        except httpx.TransportError as error:
+            raise Unreachable(f"GET {path}: {_describe(error)}") from error
+        finally:
+            response.close()
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def _agent_path(self, leaf: str) -> str:
+        if self.agent_id is None:
+            raise ClientError("this client has no agent id: enroll first")
+        return f"/api/v1/agents/{self.agent_id}/{leaf}"
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        started = time.monotonic()
+        request = self._http.build_request(method, path, **kwargs)
+        try:
+            response = self._http.send(request)
+        except httpx.TransportError as error:
+            self._log(request, None, started, error)
+            raise Unreachable(f"{method} {self.url}{path}: {_describe(error)}") from error
+        self._log(request, response, started)
+        if response.status_code >= 400:
+            self._raise_for(response)
+        return response
+
+    @staticmethod
+    def _raise_for(response: httpx.Response) -> None:
+        error = error_from_response(response)
+        if response.status_code >= 500:
+            raise Unreachable(f"{response.request.method} {response.request.url}: {error}")
+        raise Rejected(error)
+
+    @staticmethod
+    def _parse(model: type[Any], response: httpx.Response) -> Any:
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as error:
+            # A body we cannot read is a broken server (or proxy), not a refusal: retry later.
+            raise Unreachable(
+                f"{response.request.method} {response.request.url}: unreadable "
+                f"{model.__name__} ({error.error_count()} problem(s))"
+            ) from None
+
+    @staticmethod
+    def _log(
+        request: httpx.Request,
+        response: httpx.Response | None,
+        started: float,
+        error: Exception | None = None,
+    ) -> None:
+        elapsed_ms = (time.monotonic() - started) * 1000
+        target = request.url.raw_path.decode("ascii", "replace")
+        if response is None:
+            log.info(
+                "%s %s failed after %.0f ms: %s",
+                request.method,
+                target,
+                elapsed_ms,
+                _describe(error),
+            )
+        else:
+            level = logging.DEBUG if response.status_code in (200, 304) else logging.INFO
+            log.log(
+                level, "%s %s %d %.0f ms", request.method, target, response.status_code, elapsed_ms
+            )
+
+
+def _poll_hint(response: httpx.Response) -> float | None:
+    raw = response.headers.get(POLL_HINT_HEADER)
+    try:
+        hint = float(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return hint if hint is not None and hint > 0 else None
+
+
+def _range_start(content_range: str) -> int:
+    # "bytes 100-999/1000"
+    try:
+        unit, _, rest = content_range.partition(" ")
+        first = rest.split("-", 1)[0]
+        if unit.strip().lower() != "bytes":
+            raise ValueError(unit)
+        return int(first)
+    except ValueError:
+        raise Unreachable(f"unreadable Content-Range {content_range!r}") from None
+
+
+def _quote(etag: str) -> str:
+    return etag if etag.startswith(('"', "W/")) else f'"{etag}"'
+
+
+def _unquote(etag: str | None) -> str | None:
+    if not etag:
+        return None
+    if etag.startswith("W/"):
+        etag = etag[2:]
+    return etag.strip('"')
+
+
+def _describe(error: BaseException | None) -> str:
+    text = str(error) if error is not None else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

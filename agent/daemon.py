@@ -1,0 +1,221 @@
+"""Wire the agent together and run it until SIGTERM or SIGINT.
+
+Start-up needs no network: the models of the last applied state are loaded from the cache
+(their digests checked again) and served before the first poll, which then keeps trying the
+control plane with backoff. Stopping cancels a download (its part file stays for the resume),
+lets in-flight inference requests finish and exits within `STOP_TIMEOUT` seconds.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from types import FrameType
+from typing import TextIO
+
+import httpx
+
+from agent.cache import ArtifactCache
+from agent.client import ControlPlaneClient
+from agent.inference_server import InferenceServer, create_inference_app
+from agent.poller import Poller
+from agent.reconciler import Reconciler
+from agent.settings import AgentSettings
+from agent.slots import ModelSlots
+from agent.state import Identity, StateStore
+
+log = logging.getLogger("tether.agent")
+
+STOP_TIMEOUT = 5.0
+LOCK_FILE = "agent.lock"
+
+
+class NotEnrolled(Exception):
+    """The data directory holds no agent identity."""
+
+
+class StartupError(Exception):
+    """The agent cannot start: its data dir is taken or unusable, or its port is."""
+
+
+class AgentDaemon:
+    """One agent: state, client, cache, slots, reconciler, poller and the inference server."""
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        *,
+        identity: Identity | None = None,
+        transport: httpx.BaseTransport | None = None,
+        serve: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.store = StateStore(settings.data_dir)
+        found = identity or self.store.load_identity()
+        if found is None:
+            raise NotEnrolled(
+                f"no agent identity in {settings.data_dir}: run `tether agent enroll` first"
+            )
+        self.identity = found
+        self.client = ControlPlaneClient(
+            settings.url or found.url,
+            found.token,
+            agent_id=found.agent_id,
+            timeout=settings.request_timeout,
+            transport=transport,
+        )
+        self.cache = ArtifactCache(
+            settings.data_dir / "artifacts",
+            reserve_bytes=settings.free_disk_reserve_bytes,
+            chunk_bytes=settings.download_chunk_bytes,
+        )
+        self.slots = ModelSlots()
+        self.cancel = threading.Event()
+        self.reconciler = Reconciler(
+            state=self.store,
+            cache=self.cache,
+            slots=self.slots,
+            opener=self.client.download,
+            environment=found.environment,
+            keep_versions=settings.keep_versions,
+            retry_initial=settings.backoff_initial,
+            retry_max=settings.backoff_max,
+            cancel=self.cancel,
+        )
+        self.poller = Poller(
+            client=self.client,
+            reconciler=self.reconciler,
+            state=self.store,
+            settings=settings,
+            hostname=found.hostname,
+            labels=found.labels,
+        )
+        self.serve = serve
+        self.server: InferenceServer | None = None
+        self._stop_requested = threading.Event()
+        self._stopped = False
+        self._lock_file: TextIO | None = None
+
+    def is_ready(self) -> bool:
+        """Tell whether every desired model has a version serving."""
+        state = self.store.load()
+        if state.manifest is not None:
+            wanted = set(state.manifest.models)
+        elif state.applied is not None:
+            wanted = set(state.applied.models)
+        else:
+            return False  # never heard of a desired state: nothing to vouch for yet
+        return all(name in self.slots for name in wanted)
+
+    def start(self) -> None:
+        """Serve what the cache holds, then start polling."""
+        data_dir = self.settings.data_dir
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            self._lock_data_dir()
+            self.cache.prepare()
+        except OSError as error:
+            raise StartupError(f"cannot use the data dir {data_dir}: {error}") from None
+        restored = self.reconciler.restore()
+        if restored:
+            log.info("serving %d model(s) from the cache: %s", len(restored), ", ".join(restored))
+        if self.serve:
+            app = create_inference_app(
+                self.slots, is_ready=self.is_ready, max_batch_rows=self.settings.max_batch_rows
+            )
+            self.server = InferenceServer(
+                app,
+                host=self.settings.serve_host,
+                port=self.settings.serve_port,
+                threads=self.settings.serve_threads,
+            )
+            try:
+                # Checked first: a failed bind inside waitress leaks its sockets.
+                _check_port_free(self.settings.serve_host, self.settings.serve_port)
+                self.server.start()
+            except OSError as error:
+                self.server = None
+                raise StartupError(f"cannot listen on {self.settings.serve}: {error}") from None
+        self.poller.start()
+        log.info(
+            "agent %s (%s) polling %s%s",
+            self.identity.agent_id,
+            self.identity.environment,
+            self.client.url,
+            f", serving on {self.server.url}" if self.server else "",
+        )
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop polling, cancel downloads, finish in-flight requests; return within `timeout`."""
+        if self._stopped:
+            return
+        self._stopped = True
+        deadline = time.monotonic() + timeout
+        self.cancel.set()
+        self.poller.stop()
+        if self.server is not None:
+            # Leave a little of the budget for the rest of the shutdown.
+            self.server.stop(timeout=max(0.1, deadline - time.monotonic() - 0.5))
+        if not self.poller.stop(timeout=max(0.0, deadline - time.monotonic() - 0.2)):
+            log.warning("a control-plane request was still in flight at exit; abandoned it")
+        self.client.close()
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the lock
+            self._lock_file = None
+        log.info("agent stopped")
+
+    def _lock_data_dir(self) -> None:
+        # Two agents on one data dir would fight over its state and cache.
+        handle = open(self.settings.data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held until stop
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise StartupError(
+                f"another agent (pid {holder}) runs with the data dir {self.settings.data_dir}"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock_file = handle
+
+    def request_stop(self) -> None:
+        """Ask `run_forever` to stop (safe from signal handlers and other threads)."""
+        self._stop_requested.set()
+
+    def run_forever(self) -> None:
+        """Start, then block until SIGTERM/SIGINT (or request_stop), then stop cleanly."""
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            self.start()
+            while not self._stop_requested.wait(1.0):
+                pass
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        self.request_stop()
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Raise OSError if nothing could listen on host:port right now."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As the server will: a port in TIME_WAIT is free to listen on.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))

@@ -1,0 +1,1 @@
+"""Tests of the agent's control half: client, state, cache, reconciler, poller, daemon, CLI."""
