@@ -27,6 +27,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench/poll.py
+	$(BIN)/python scripts/bench/predict.py
+	$(BIN)/python scripts/bench/shadow_overhead.py
+	$(BIN)/python scripts/bench/artifact_pull.py
+	$(BIN)/python scripts/bench/convergence.py
+	$(BIN)/python scripts/bench/drift.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tether-data tether-agent
