@@ -93,7 +93,11 @@ def kept_digests(state: AgentState, keep_versions: int) -> set[str]:
     keep: set[str] = set()
     if state.manifest is not None:
         for model in state.manifest.models.values():
-            keep.update(e.artifact.sha256 for e in (model.primary, model.shadow) if e is not None)
+            for entry in (model.primary, model.shadow):
+                if entry is not None:
+                    keep.add(entry.artifact.sha256)
+                    if entry.reference_profile is not None:
+                        keep.add(entry.reference_profile.sha256)
     if state.applied is not None:
         for applied in state.applied.models.values():
             keep.update(e.sha256 for e in (applied.primary, applied.shadow) if e is not None)

@@ -9,54 +9,28 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import httpx
 
-from common.config import ConfigError
+from agent.cli_options import (
+    config_option,
+    data_dir_option,
+    json_option,
+    load_settings_or_exit,
+    parse_labels,
+)
+from agent.offline_cli import COMMANDS as OFFLINE_COMMANDS
 from common.schemas import EnrollRequest
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def config_option(command: F) -> F:
-    """Add --config: the agent.toml to read."""
-    return click.option(
-        "--config",
-        "config_file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        envvar="TETHER_AGENT_CONFIG",
-        help="agent.toml to read [$TETHER_AGENT_CONFIG].",
-    )(command)
-
-
-def data_dir_option(command: F) -> F:
-    """Add --data-dir."""
-    return click.option(
-        "--data-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        help="Agent state and cache [/var/lib/tether as root, else ./tether-agent].",
-    )(command)
-
-
-def json_option(command: F) -> F:
-    """Add --json."""
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")(command)
-
-
-def _settings(config_file: Path | None, **overrides: Any):  # type: ignore[no-untyped-def]
-    from agent.settings import load_agent_settings
-
-    try:
-        return load_agent_settings(config_file, overrides=overrides)
-    except ConfigError as error:
-        raise click.ClickException(str(error)) from None
 
 
 @click.group()
 def agent() -> None:
     """Run the agent on a serving host: enroll it, run it, check its status.
+
+    Air-gapped hosts: provision, enroll --from-file, import-bundle, export-reports, import-ack
+    (docs/air-gapped.md).
 
     \b
     Example:
@@ -67,20 +41,29 @@ def agent() -> None:
 
 
 @agent.command()
-@click.option("--url", required=True, metavar="URL", help="Control plane URL.")
+@click.option("--url", metavar="URL", help="Control plane URL.")
 @click.option(
     "--env",
     "environment",
-    required=True,
     metavar="ENV",
     help="Environment the enrollment token is for (checked against the answer).",
 )
 @click.option(
     "--token",
-    required=True,
     metavar="TOKEN",
     envvar="TETHER_ENROLLMENT_TOKEN",
     help="Enrollment token [$TETHER_ENROLLMENT_TOKEN].",
+)
+@click.option(
+    "--pin",
+    metavar="FINGERPRINT",
+    help="Trust the control plane only if it signs with this key (from `tether key show`).",
+)
+@click.option(
+    "--from-file",
+    "from_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Enroll offline from a `tether agent provision` file; needs no --url or --token.",
 )
 @data_dir_option
 @click.option("--hostname", metavar="NAME", help="Name to report [this host's name].")
@@ -91,9 +74,11 @@ def agent() -> None:
 @config_option
 @json_option
 def enroll(
-    url: str,
-    environment: str,
-    token: str,
+    url: str | None,
+    environment: str | None,
+    token: str | None,
+    pin: str | None,
+    from_file: Path | None,
     data_dir: Path | None,
     hostname: str | None,
     labels: tuple[str, ...],
@@ -101,18 +86,24 @@ def enroll(
     config_file: Path | None,
     as_json: bool,
 ) -> None:
-    """Exchange an enrollment token for this agent's id and token, stored mode 0600.
+    """Enroll this host: its id, token and key pair, and the control plane's keys to trust.
+
+    Online, an enrollment token is exchanged for the agent's id and token (mode 0600); the
+    agent's own Ed25519 key pair is made here and its public key registered. The control
+    plane's signing keys are trusted if --pin names one of them; without --pin they are
+    trusted on first use, with a warning. With --from-file (an air-gapped host) the same is
+    read from a `tether agent provision` file, with no network.
 
     \b
     Example:
       tether agent enroll --url http://10.0.0.5:8500 --env production \\
-          --token tether_enroll_... --label zone=eu-1
+          --token tether_enroll_... --pin SHA256:9xV... --label zone=eu-1
+      tether agent enroll --from-file edge-7.tether-agent --data-dir /var/lib/tether
     """
-    from agent.client import ClientError, ControlPlaneClient
-    from agent.poller import agent_version
-    from agent.state import Identity, StateError, StateStore, utcnow
+    from agent.offline import OfflineError, enroll_from_file, read_provision_file
+    from agent.state import StateError, StateStore
 
-    settings = _settings(config_file, data_dir=data_dir, url=url)
+    settings = load_settings_or_exit(config_file, data_dir=data_dir, url=url)
     store = StateStore(settings.data_dir)
     try:
         existing = store.load_identity()
@@ -123,9 +114,66 @@ def enroll(
             f"{settings.data_dir} is already enrolled as {existing.agent_id} in "
             f"{existing.environment}; pass --force to enroll again"
         )
+    if from_file is not None:
+        try:
+            provision = read_provision_file(from_file)
+        except OfflineError as error:
+            raise click.ClickException(str(error)) from None
+        if environment is not None and environment != provision.environment:
+            raise click.ClickException(
+                f"{from_file} is for environment {provision.environment!r}, not {environment!r}"
+            )
+        try:
+            identity = _trusting(pin, lambda: enroll_from_file(settings.data_dir, provision, pin))
+        except OSError as error:
+            raise click.ClickException(f"cannot write to {settings.data_dir}: {error}") from None
+        keys = provision.signing_keys
+    else:
+        missing = [
+            flag
+            for flag, value in (("--url", url), ("--env", environment), ("--token", token))
+            if not value
+        ]
+        if missing:
+            raise click.UsageError(f"give {', '.join(missing)}, or --from-file FILE")
+        assert token is not None and environment is not None
+        identity, keys = _enroll_online(settings, token, environment, pin, hostname, labels)
+    _warn_first_use(pin, keys)
+    result = {
+        "agent_id": identity.agent_id,
+        "environment": identity.environment,
+        "url": identity.url,
+        "data_dir": str(settings.data_dir.resolve()),
+        "trusted_keys": [key.fingerprint for key in keys],
+        "pinned": pin,
+    }
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(
+            f"Enrolled agent {identity.agent_id} in {identity.environment}; identity in "
+            f"{store.identity_path} (mode 0600). Start it with: tether agent run"
+        )
+        if from_file is not None:
+            click.echo(f"{from_file} holds this agent's secrets: delete it now.")
+
+
+def _enroll_online(settings, token, environment, pin, hostname, labels):  # type: ignore[no-untyped-def]
+    """Enroll over the network; store the identity only once every check passed."""
+    from agent.client import ClientError, ControlPlaneClient
+    from agent.offline import save_enrollment
+    from agent.poller import agent_version
+    from agent.state import Identity, utcnow
+    from agent.trust import choose_trust, new_agent_key
+    from common.signing import describe
+
+    key = new_agent_key()
     host = hostname or socket.gethostname()
     request = EnrollRequest(
-        hostname=host, labels=_parse_labels(labels), agent_version=agent_version()
+        hostname=host,
+        labels=parse_labels(labels),
+        agent_version=agent_version(),
+        public_key=describe(key.public_key()),
     )
     assert settings.url is not None
     # Tests hand in an in-process transport as the click `obj`.
@@ -142,6 +190,11 @@ def enroll(
             f"the token enrolled this agent into {answer.environment!r}, not {environment!r}; "
             f"agent {answer.agent_id} exists there now, nothing was stored"
         )
+    trusted = _trusting(
+        pin,
+        lambda: choose_trust(answer.signing_keys, pin),
+        f"; agent {answer.agent_id} exists on the control plane now, nothing was stored here",
+    )
     identity = Identity(
         agent_id=answer.agent_id,
         token=answer.token,
@@ -152,21 +205,29 @@ def enroll(
         enrolled_at=utcnow(),
     )
     try:
-        store.save_identity(identity)
+        save_enrollment(settings.data_dir, identity, key, trusted)
     except OSError as error:
-        raise click.ClickException(f"cannot write {store.identity_path}: {error}") from None
-    result = {
-        "agent_id": answer.agent_id,
-        "environment": answer.environment,
-        "url": settings.url,
-        "data_dir": str(settings.data_dir.resolve()),
-    }
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-    else:
+        raise click.ClickException(f"cannot write to {settings.data_dir}: {error}") from None
+    return identity, trusted
+
+
+def _trusting(pin: str | None, decide: Callable[[], Any], aftermath: str = "") -> Any:
+    """Run a trust decision, turning a refused key into a ClickException."""
+    from agent.trust import TrustError
+
+    try:
+        return decide()
+    except TrustError as error:
+        raise click.ClickException(f"enrollment refused: {error}{aftermath}") from None
+
+
+def _warn_first_use(pin: str | None, keys: list[Any]) -> None:
+    if pin is None:
         click.echo(
-            f"Enrolled agent {answer.agent_id} in {answer.environment}; identity in "
-            f"{store.identity_path} (mode 0600). Start it with: tether agent run"
+            "WARNING tether.agent.trust: no --pin given: trusting the control plane's signing "
+            f"key(s) on first use: {', '.join(key.fingerprint for key in keys)}. Compare with "
+            "`tether key show` on the control plane; if they differ, enroll again with --pin.",
+            err=True,
         )
 
 
@@ -199,7 +260,9 @@ def run(
     from agent.daemon import AgentDaemon, NotEnrolled, StartupError
     from agent.state import StateError
 
-    settings = _settings(config_file, data_dir=data_dir, serve=serve, url=url, log_level=log_level)
+    settings = load_settings_or_exit(
+        config_file, data_dir=data_dir, serve=serve, url=url, log_level=log_level
+    )
     configure_logging(settings.log_level)
     transport = click.get_current_context().find_object(httpx.BaseTransport)
     try:
@@ -224,25 +287,27 @@ def status(config_file: Path | None, data_dir: Path | None, as_json: bool) -> No
       tether agent status --data-dir /var/lib/tether --json
     """
     from agent.state import StateError, StateStore, read_state_file
+    from agent.trust import TrustError, TrustStore
 
-    settings = _settings(config_file, data_dir=data_dir)
+    settings = load_settings_or_exit(config_file, data_dir=data_dir)
     try:
         identity = StateStore(settings.data_dir).load_identity()
         state = read_state_file(settings.data_dir)
-    except StateError as error:
+        trusted = TrustStore(settings.data_dir).load()
+    except (StateError, TrustError) as error:
         raise click.ClickException(str(error)) from None
     if identity is None and state is None:
         raise click.ClickException(
             f"no agent in {settings.data_dir}: enroll one with `tether agent enroll`"
         )
-    report = status_report(identity, state)
+    report = status_report(identity, state, [key.fingerprint for key in trusted])
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return
     click.echo(render_status(report))
 
 
-def status_report(identity: Any, state: Any) -> dict[str, Any]:
+def status_report(identity: Any, state: Any, trusted: list[str] | None = None) -> dict[str, Any]:
     """Build the status shown by `tether agent status` (and its --json) from local files."""
     applied = state.applied if state else None
     models = {}
@@ -260,6 +325,7 @@ def status_report(identity: Any, state: Any) -> dict[str, Any]:
         "last_heartbeat": _iso(state.last_heartbeat if state else None),
         "last_error": state.last_error if state else None,
         "last_error_at": _iso(state.last_error_at if state else None),
+        "trusted_keys": trusted or [],
         "models": models,
     }
 
@@ -273,6 +339,7 @@ def render_status(report: dict[str, Any]) -> str:
         f"Last good poll: {_ago(report['last_successful_poll'])}",
         f"Revision:       applied {report['applied_revision']}, "
         f"newest accepted {report['accepted_revision']}",
+        f"Trusted keys:   {', '.join(report.get('trusted_keys') or []) or 'NONE (enroll again)'}",
     ]
     if report["last_error"]:
         lines.append(f"Last error:     {report['last_error']} ({_ago(report['last_error_at'])})")
@@ -311,16 +378,6 @@ def configure_logging(level: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def _parse_labels(labels: tuple[str, ...]) -> dict[str, str]:
-    parsed = {}
-    for label in labels:
-        key, sep, value = label.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"{label!r} is not KEY=VALUE", param_hint="--label")
-        parsed[key.strip()] = value.strip()
-    return parsed
-
-
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
@@ -335,3 +392,7 @@ def _ago(iso: str | None) -> str:
         if seconds >= size:
             return f"{shown} ({seconds // size}{unit} ago)"
     return f"{shown} ({seconds}s ago)"
+
+
+for _command in OFFLINE_COMMANDS:
+    agent.add_command(_command)

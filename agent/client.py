@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from agent.transport import READINTO, BodyTransport, goes_direct
 from common.errors import ApiResponseError, TetherError, error_from_response
+from common.reports import Report, ReportAck, ReportBatch
 from common.schemas import EnrollRequest, EnrollResponse, Heartbeat, HeartbeatAck, SignedManifest
 
 log = logging.getLogger("tether.agent.client")
@@ -150,6 +151,13 @@ class ControlPlaneClient:
         )
         return self._parse(EnrollResponse, response)
 
+    def provision(self, environment: str, request: EnrollRequest) -> EnrollResponse:
+        """Create an offline agent's identity with an admin token (air-gapped enrollment)."""
+        body: dict[str, Any] = {"hostname": request.hostname, "labels": request.labels}
+        body["public_key"] = request.public_key.model_dump() if request.public_key else None
+        response = self._send("POST", f"/api/v1/environments/{environment}/agents", json=body)
+        return self._parse(EnrollResponse, response)
+
     def fetch_manifest(
         self, etag: str | None = None, wait: int = 0
     ) -> ManifestUpdate | NotModified:
@@ -177,10 +185,21 @@ class ControlPlaneClient:
         )
         return self._parse(HeartbeatAck, response)
 
+    def send_reports(self, reports: list[Report]) -> ReportAck:
+        """Send a batch of reports; the answer says which are stored (or were already)."""
+        body = ReportBatch(reports=reports).model_dump(mode="json")
+        response = self._send("POST", self._agent_path("reports"), json=body)
+        return self._parse(ReportAck, response)
+
     @contextmanager
-    def download(self, model: str, version: int, offset: int = 0) -> Iterator[ArtifactStream]:
-        """Stream a version's artifact from byte `offset` (Range); the server may restart at 0."""
-        path = f"/api/v1/models/{model}/versions/{version}/artifact"
+    def download(
+        self, model: str, version: int, offset: int = 0, *, part: str = "artifact"
+    ) -> Iterator[ArtifactStream]:
+        """Stream a version's artifact (or `part="profile"`) from byte `offset` (Range).
+
+        The server may ignore the range and restart at 0.
+        """
+        path = f"/api/v1/models/{model}/versions/{version}/{part}"
         # Compression would turn raw chunks into something other than the artifact's bytes.
         headers = {"Accept-Encoding": "identity"}
         if offset > 0:

@@ -23,8 +23,11 @@ import httpx
 from agent.cache import ArtifactCache
 from agent.client import ControlPlaneClient
 from agent.inference_server import InferenceServer, create_inference_app
+from agent.offline import OfflineTransport
+from agent.outbox import Outbox
 from agent.poller import Poller
 from agent.reconciler import Reconciler
+from agent.reporting import ReportingLoop
 from agent.settings import AgentSettings
 from agent.slots import ModelSlots
 from agent.state import Identity, StateStore
@@ -62,12 +65,15 @@ class AgentDaemon:
                 f"no agent identity in {settings.data_dir}: run `tether agent enroll` first"
             )
         self.identity = found
+        # An air-gapped agent never opens a connection: its client refuses every request, and
+        # no poller runs; bundles bring its models (agent.bundle_import).
+        self.offline = settings.mode == "offline"
         self.client = ControlPlaneClient(
             settings.url or found.url,
             found.token,
             agent_id=found.agent_id,
             timeout=settings.request_timeout,
-            transport=transport,
+            transport=OfflineTransport() if self.offline else transport,
         )
         self.cache = ArtifactCache(
             settings.data_dir / "artifacts",
@@ -76,6 +82,18 @@ class AgentDaemon:
         )
         self.slots = ModelSlots()
         self.cancel = threading.Event()
+        self.reporting = ReportingLoop(
+            state=self.store,
+            cache=self.cache,
+            outbox=Outbox(settings.data_dir / "outbox.db"),
+            profile_opener=lambda name, version, offset: self.client.download(
+                name, version, offset, part="profile"
+            ),
+            send=None if self.offline else self.client.send_reports,
+            interval=settings.report_interval,
+            max_requests=settings.report_max_requests,
+            queue_size=settings.shadow_queue_size,
+        )
         self.reconciler = Reconciler(
             state=self.store,
             cache=self.cache,
@@ -86,6 +104,8 @@ class AgentDaemon:
             retry_initial=settings.backoff_initial,
             retry_max=settings.backoff_max,
             cancel=self.cancel,
+            on_swap=self.reporting.on_swap,
+            clock_skew=settings.clock_skew,
         )
         self.poller = Poller(
             client=self.client,
@@ -126,7 +146,11 @@ class AgentDaemon:
             log.info("serving %d model(s) from the cache: %s", len(restored), ", ".join(restored))
         if self.serve:
             app = create_inference_app(
-                self.slots, is_ready=self.is_ready, max_batch_rows=self.settings.max_batch_rows
+                self.slots,
+                is_ready=self.is_ready,
+                max_batch_rows=self.settings.max_batch_rows,
+                on_prediction=self.reporting.on_prediction,
+                on_feedback=self.reporting.on_feedback,
             )
             self.server = InferenceServer(
                 app,
@@ -141,12 +165,16 @@ class AgentDaemon:
             except OSError as error:
                 self.server = None
                 raise StartupError(f"cannot listen on {self.settings.serve}: {error}") from None
-        self.poller.start()
+        if not self.offline:
+            self.poller.start()
+        self.reporting.start()
         log.info(
-            "agent %s (%s) polling %s%s",
+            "agent %s (%s) %s%s",
             self.identity.agent_id,
             self.identity.environment,
-            self.client.url,
+            "offline: import bundles with `tether agent import-bundle`"
+            if self.offline
+            else f"polling {self.client.url}",
             f", serving on {self.server.url}" if self.server else "",
         )
 
@@ -163,6 +191,8 @@ class AgentDaemon:
             self.server.stop(timeout=max(0.1, deadline - time.monotonic() - 0.5))
         if not self.poller.stop(timeout=max(0.0, deadline - time.monotonic() - 0.2)):
             log.warning("a control-plane request was still in flight at exit; abandoned it")
+        # The last window goes to the outbox (durable) first; sending it is best effort.
+        self.reporting.stop(timeout=max(0.1, deadline - time.monotonic() - 0.2))
         self.client.close()
         if self._lock_file is not None:
             self._lock_file.close()  # releases the lock

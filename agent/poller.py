@@ -32,6 +32,7 @@ from agent.client import ControlPlaneClient, ManifestUpdate, Rejected, Unreachab
 from agent.reconciler import ManifestRefused, Reconciler
 from agent.settings import AgentSettings
 from agent.state import StateStore, utcnow
+from agent.trust import due_for_refresh, expired
 from common.schemas import Heartbeat, Manifest
 
 log = logging.getLogger("tether.agent.poller")
@@ -112,7 +113,10 @@ class Poller:
         """Poll once, reconcile if needed, heartbeat; return the seconds until the next poll."""
         settings = self.settings
         known = self.state.load()
-        etag = known.manifest_etag if known.manifest is not None else None
+        # Half-way to its expiry, ask for a freshly signed manifest rather than a 304: the
+        # revision may stand for weeks, and the fresh one also carries rotated keys.
+        fresh = known.manifest is not None and not due_for_refresh(known.manifest, utcnow())
+        etag = known.manifest_etag if fresh else None
         started = time.monotonic()
         try:
             answer = self.client.fetch_manifest(etag, wait=settings.long_poll)
@@ -141,6 +145,14 @@ class Poller:
 
         manifest: Manifest | None = known.manifest
         changed = isinstance(answer, ManifestUpdate)
+        if not changed and manifest is not None and expired(manifest, utcnow(), 0):
+            # Nothing newer comes (a frozen control plane, or a 304 from someone else): keep
+            # serving what was applied, and say so.
+            log.warning("the manifest in hand expired at %s", manifest.expires_at.isoformat())
+            self._note(
+                error=f"manifest revision {manifest.revision} expired at "
+                f"{manifest.expires_at.isoformat()} and no fresh one came"
+            )
         if isinstance(answer, ManifestUpdate):
             try:
                 manifest = self.reconciler.accept(answer.signed, answer.etag)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from agent.applied import (
@@ -30,7 +31,8 @@ from agent.applied import (
 from agent.cache import ArtifactCache, CacheError, Stream, VerificationFailed
 from agent.runtime import LoadedModel, SmokeTestFailed, load_model, smoke_test
 from agent.slots import Deployed, ModelSlots
-from agent.state import AgentState, Applied, AppliedEntry, StateStore
+from agent.state import AgentState, Applied, AppliedEntry, StateStore, utcnow
+from agent.trust import TrustError, TrustStore, expired
 from common.schemas import (
     ActualModel,
     Feature,
@@ -40,6 +42,7 @@ from common.schemas import (
     ModelStatus,
     SignedManifest,
 )
+from common.signing import BadSignature
 
 log = logging.getLogger("tether.agent.reconciler")
 
@@ -99,7 +102,16 @@ class Reconciler:
         retry_max: float = 300.0,
         cancel: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_swap: Callable[[str, Deployed], None] | None = None,
+        trust: TrustStore | None = None,
+        clock_skew: float = 300.0,
+        now: Callable[[], datetime] = utcnow,
     ) -> None:
+        # The keys manifests must be signed with (DATA_DIR/trust.json unless given).
+        self.trust = trust or TrustStore(state.data_dir)
+        self.clock_skew = clock_skew  # seconds a manifest is still taken after it expired
+        self.now = now
+        self.on_swap = on_swap  # e.g. point the drift window at the new version's profile
         self.state = state
         self.cache = cache
         self.slots = slots
@@ -117,11 +129,16 @@ class Reconciler:
     def verify_manifest(self, signed: SignedManifest) -> Manifest:
         """Return the manifest if this agent may apply it, else raise ManifestRefused.
 
-        Signature verification slots in here (issue 6): until manifests are signed, the checks
-        are the environment and that the revision is never older than one already accepted,
-        which stops a replayed old manifest from rolling the host back.
+        A pulled manifest and an imported bundle's pass the same checks, in order: signed by a
+        key this agent trusts (agent.trust), for its environment, not older than a revision
+        already accepted (a replay would roll the host back), and not expired, give or take
+        `clock_skew` seconds (a frozen control plane or a replay would pin it to the past).
         """
         manifest = signed.manifest
+        try:
+            self.trust.verify(manifest.model_dump(mode="json"), signed.signatures)
+        except (BadSignature, TrustError) as error:
+            raise ManifestRefused(f"signature: {error}") from None
         if manifest.environment != self.environment:
             raise ManifestRefused(
                 f"manifest is for environment {manifest.environment!r}, "
@@ -133,18 +150,59 @@ class Reconciler:
                 f"manifest revision {manifest.revision} is older than revision {accepted} "
                 "already accepted (a replay or a restored control plane?)"
             )
+        now = self.now()
+        if expired(manifest, now, self.clock_skew):
+            raise ManifestRefused(
+                f"manifest revision {manifest.revision} expired at "
+                f"{manifest.expires_at.isoformat()} (this host's clock says {now.isoformat()}, "
+                f"{self.clock_skew:.0f} s of skew allowed): a frozen or replayed manifest?"
+            )
         return manifest
 
     def accept(self, signed: SignedManifest, etag: str | None) -> Manifest:
-        """Verify a fetched manifest and persist it as the one to converge on, before acting."""
-        manifest = self.verify_manifest(signed)
+        """Verify a fetched manifest and persist it as the one to converge on, before acting.
+
+        A refused manifest is recorded against every model this agent knows, so the reason
+        reaches the heartbeat; the agent then asks for a full manifest rather than a 304.
+        Once one verifies, the keys it lists become the trusted set (key rotation).
+        """
+        try:
+            manifest = self.verify_manifest(signed)
+        except ManifestRefused as error:
+            self.record_refusal(error)
+            raise
         with self.state.edit() as state:
             state.accepted_revision = manifest.revision
             state.manifest = manifest
             state.manifest_etag = etag
             if state.applied is None:
                 state.applied = Applied(environment=manifest.environment)
+        self.trust.learn(manifest)
         return manifest
+
+    def record_refusal(self, error: ManifestRefused) -> None:
+        """Report a refused manifest against every model this agent knows, serving unchanged.
+
+        The ETag is forgotten, so the next poll asks for a full manifest rather than a 304.
+        """
+        message = f"manifest refused: {error}"[:4000]
+        with self.state.edit() as state:
+            for name in sorted(set(self.slots.names()) | set(state.actual)):
+                current = self.slots.get(name)
+                known = state.actual.get(name)
+                serving, shadow = (known.serving, known.shadow) if known else (None, None)
+                if current is not None:
+                    serving = current.primary.version
+                    shadow = current.shadow.version if current.shadow else None
+                state.actual[name] = ActualModel(
+                    serving=serving,
+                    shadow=shadow,
+                    status=ModelStatus.failed,
+                    error=message,
+                    stage="manifest",
+                    target=known.target if known else None,
+                )
+            state.manifest_etag = None
 
     # --- reconcile ------------------------------------------------------------------------
 
@@ -202,7 +260,9 @@ class Reconciler:
                 return
             self._fail(name, key, current, failure, outcome)
             return
-        self.slots.swap(name, Deployed(primary=primary, shadow=shadow))
+        deployed = Deployed(primary=primary, shadow=shadow)
+        self.slots.swap(name, deployed)
+        self._notify_swap(name, deployed)
         self._retries.pop(name, None)
         outcome.swapped.append(name)
         log.info(
@@ -366,10 +426,19 @@ class Reconciler:
                 continue
             deployed = Deployed(primary=primary, shadow=shadow)
             self.slots.swap(name, deployed)
+            self._notify_swap(name, deployed)
             self._record(name, deployed, ModelStatus.ok)
             loaded.append(name)
             log.info("model %s v%d restored from the cache", name, primary.version)
         return loaded
+
+    def _notify_swap(self, name: str, deployed: Deployed) -> None:
+        if self.on_swap is None:
+            return
+        try:
+            self.on_swap(name, deployed)
+        except Exception:  # a side concern (drift bookkeeping) must never undo a swap
+            log.exception("after swapping %s", name)
 
     def _load_cached(
         self, name: str, entry: AppliedEntry, examples: dict[tuple[str, str], list[dict]]

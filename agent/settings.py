@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -32,6 +32,13 @@ class AgentSettings(BaseModel):
     url: str | None = Field(
         default=None, description="Control plane URL; defaults to the one enrolled with."
     )
+    mode: Literal["online", "offline"] = Field(
+        default="online",
+        description="offline: never connect; models come from `tether agent import-bundle`.",
+    )
+    clock_skew: float = Field(
+        default=300.0, ge=0, le=86400, description="Seconds a manifest is taken past its expiry."
+    )
     data_dir: Path = Field(default_factory=default_data_dir)
     serve: str = Field(default="127.0.0.1:8501", description="HOST:PORT of the inference server.")
     serve_threads: int = Field(default=8, ge=1, le=256)
@@ -49,6 +56,15 @@ class AgentSettings(BaseModel):
     keep_versions: int = Field(default=2, ge=1)
     free_disk_reserve_bytes: int = Field(default=512 * MIB, ge=0)
     download_chunk_bytes: int = Field(default=1 * MIB, ge=4096, le=256 * MIB)
+    report_interval: float = Field(
+        default=60.0, gt=0, description="Seconds per drift and shadow report window."
+    )
+    report_max_requests: int = Field(
+        default=10_000, ge=1, description="Cut a report window early after this many requests."
+    )
+    shadow_queue_size: int = Field(
+        default=1000, ge=1, description="Requests waiting for the shadow; more are dropped."
+    )
     labels: dict[str, str] = Field(default_factory=dict)
     log_level: str = "info"
 

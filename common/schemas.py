@@ -323,6 +323,7 @@ class ManifestEntry(BaseModel):
     version: int
     artifact: Artifact
     reference_profile: ProfileRef | None = None
+    input_schema: list[Feature] | None = None
     input_example: list[dict[str, Any]] | None = None
 
 

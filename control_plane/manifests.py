@@ -43,6 +43,7 @@ def _entry(version: ModelVersion) -> ManifestEntry:
         version=version.version,
         artifact=version.artifact,
         reference_profile=version.reference_profile,
+        input_schema=version.input_schema,
         input_example=version.input_example,
     )
 
@@ -62,6 +63,10 @@ def poll_hint(
     return settings.poll_interval
 
 
-def manifest_etag(revision: int) -> str:
-    """Name a manifest version for If-None-Match: the environment revision."""
-    return f"r{revision}"
+def manifest_etag(revision: int, keys_tag: str) -> str:
+    """Name a manifest version for If-None-Match: the revision and the signing keys.
+
+    A key rotation changes the tag, so agents fetch the newly co-signed manifest at once and
+    learn the new key, without waiting for the next desired-state change.
+    """
+    return f"r{revision}.{keys_tag}"

@@ -165,9 +165,7 @@ def main() -> None:
         ).json()
         print(json.dumps(answer, indent=2))
 
-        say(
-            "Live traffic: the primary answers, the shadow runs off the hot path; then traffic drifts"
-        )
+        say("Live traffic: the primary answers, the shadow runs off the hot path; then it drifts")
         rng = random.Random(1)
         shifted = data.data.assign(**{c: data.data[c] * 1.8 + 2 for c in data.data.columns[:8]})
         with httpx.Client(timeout=10) as client:

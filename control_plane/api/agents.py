@@ -91,7 +91,7 @@ def manifest(agent_id: str):
         if found is None:
             raise NotFound(f"environment {environment!r} not found")
         revision, updated_at, lagging = found
-        etag = manifest_etag(revision)
+        etag = manifest_etag(revision, state().keys.current().tag)
         unchanged = _agent_has(etag)
         if not unchanged or time.monotonic() >= deadline:
             break

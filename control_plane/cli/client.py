@@ -22,6 +22,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
+from common.bundles import ReportAckFile
 from common.errors import TetherError, raise_for_error
 from common.policy import EventList, Policy
 from common.reports import FleetDrift, FleetShadow
@@ -42,6 +43,8 @@ from control_plane.cli.upload import CountingReader
 log = logging.getLogger("tether.cli")
 ModelT = TypeVar("ModelT", bound=BaseModel)
 API = "/api/v1"
+# A bundle may be gigabytes: only the wait for each chunk is bounded, never the whole transfer.
+BUNDLE_TIMEOUT = httpx.Timeout(120.0, connect=5.0)
 
 
 class Unreachable(TetherError):
@@ -247,6 +250,55 @@ class OperatorClient:
     def show_policy(self, env: str) -> Policy:
         """Return an environment's policy (webhook secrets masked)."""
         return self._get(Policy, _path("environments", env, "policy"))
+
+    # --- air-gapped sites ---------------------------------------------------------------------
+
+    def export_bundle(
+        self,
+        env: str,
+        out: BinaryIO,
+        *,
+        on_start: Callable[[int | None], None] | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Stream an environment's signed bundle into `out`; return the bytes written.
+
+        `on_start` gets the Content-Length (None if the server sent none), `on_progress` the
+        bytes written so far after every chunk. A body shorter than announced raises.
+        """
+        path = _path("environments", env, "bundle")
+        try:
+            with self._http.stream(
+                "GET", path, headers={"Accept": "application/x-tar"}, timeout=BUNDLE_TIMEOUT
+            ) as response:
+                if not response.is_success:
+                    response.read()
+                    raise_for_error(response)
+                announced = response.headers.get("Content-Length")
+                length = int(announced) if announced and announced.isdigit() else None
+                if on_start is not None:
+                    on_start(length)
+                written = 0
+                for chunk in response.iter_bytes(1024 * 1024):
+                    out.write(chunk)
+                    written += len(chunk)
+                    if on_progress is not None:
+                        on_progress(written)
+        except httpx.TransportError as error:
+            raise Unreachable(self.url, error) from error
+        if length is not None and written != length:
+            raise TetherError(f"the bundle ended after {written} of {length} bytes")
+        return written
+
+    def import_reports(self, export: bytes) -> ReportAckFile:
+        """Send an offline agent's report export as it is; return the signed acknowledgement."""
+        response = self._request(
+            "POST",
+            _path("reports", "import"),
+            content=export,
+            headers={"Content-Type": "application/json"},
+        )
+        return ReportAckFile.model_validate(response.json())
 
     # --- plumbing -----------------------------------------------------------------------------
 

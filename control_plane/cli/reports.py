@@ -63,7 +63,9 @@ def drift(
             _figure(f.psi),
             "yes" if f.drifted else "no",
         ]
-        for name, f in sorted(report.features.items(), key=lambda item: -(item[1].score or 0))
+        for name, f in sorted(
+            report.features.items(), key=lambda item: (not item[1].drifted, item[0])
+        )
     ]
     echo_table(["feature", "test", "score", "threshold", "psi", "drifted"], rows, "No features.")
 
@@ -143,3 +145,8 @@ def events(
         [[e.id, when(e.at), e.kind, e.environment, e.model, e.message] for e in found.events],
         "No events.",
     )
+
+
+from control_plane.cli.offline import import_reports  # noqa: E402 - `tether reports import`
+
+reports.add_command(import_reports)

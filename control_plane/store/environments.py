@@ -70,7 +70,7 @@ class EnvironmentStore:
             db.execute("UPDATE environments SET policy = ? WHERE name = ?", [to_json(policy), name])
 
     def poll_state(self, environment: str) -> tuple[int, datetime, bool] | None:
-        """Return (revision, updated_at, whether any agent lags): the conditional poll's one read."""
+        """Return (revision, updated_at, whether an agent lags): the conditional poll's read."""
         # EXISTS on the (environment, applied_revision) index stops at the first lagging agent,
         # so a poll costs the same with ten agents or ten thousand.
         row = self.db.execute(

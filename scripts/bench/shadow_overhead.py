@@ -109,9 +109,9 @@ def main() -> None:
                     run(with_shadow, primary, shadow, profile, rows, args.rate, args.seconds)
                 )
                 figures[with_shadow] = (np.percentile(latencies, 50), np.percentile(latencies, 99))
+                p50, p99 = figures[with_shadow]
                 print(
-                    f"    p50 {figures[with_shadow][0]:.3f} ms  p99 {figures[with_shadow][1]:.3f} ms"
-                    f"  ({len(latencies)} requests)",
+                    f"    p50 {p50:.3f} ms  p99 {p99:.3f} ms  ({len(latencies)} requests)",
                     flush=True,
                 )
             ratios.append(

@@ -14,6 +14,8 @@ import pytest
 from agent.daemon import AgentDaemon
 from agent.settings import AgentSettings
 from agent.state import Identity, utcnow
+from agent.trust import TrustStore
+from common.signing import PublicKey
 from tests.support.api import Api
 from tests.support.models import train_wine, wine_frame
 
@@ -86,8 +88,12 @@ def make_agent(tmp_path: Path, enrolled: dict, transport) -> Iterator[Callable[.
     def make(
         transport_: httpx.BaseTransport | None = None, data_dir: Path | None = None, **settings: Any
     ) -> AgentDaemon:
+        directory = data_dir or tmp_path / "agent"
+        trust = TrustStore(directory)
+        if not trust.load():  # as enrollment leaves it: the control plane's keys trusted
+            trust.save([PublicKey(**key) for key in enrolled["signing_keys"]])
         daemon = AgentDaemon(
-            fast_settings(data_dir or tmp_path / "agent", **settings),
+            fast_settings(directory, **settings),
             identity=identity_of(enrolled),
             transport=transport_ or transport,
             serve=False,

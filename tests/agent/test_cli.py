@@ -53,7 +53,7 @@ def test_enroll_stores_a_private_identity(api, env, transport, tmp_path):
         obj=transport,
     )
     assert result.exit_code == 0, result.output
-    answer = json.loads(result.output)
+    answer = json.loads(result.stdout)
     assert answer["environment"] == "production"
     identity = tmp_path / "a" / "identity.json"
     assert stat.S_IMODE(identity.stat().st_mode) == 0o600

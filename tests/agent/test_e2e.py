@@ -17,6 +17,7 @@ from agent.client import ControlPlaneClient
 from agent.daemon import AgentDaemon
 from agent.settings import AgentSettings
 from agent.state import Identity, utcnow
+from agent.trust import TrustStore
 from common.schemas import EnrollRequest
 from tests.agent.slow_model import SlowRegressor
 from tests.support.agent_process import AgentProcess, eventually
@@ -238,6 +239,7 @@ def test_twenty_agents_reach_the_new_revision(shared_server, tmp_path, versions)
                 hostname=f"fleet-{number}",
                 enrolled_at=utcnow(),
             )
+            TrustStore(settings.data_dir).save(answer.signing_keys)
             daemon = AgentDaemon(settings, identity=identity, serve=False)
             daemon.start()
             daemons.append(daemon)

@@ -239,15 +239,11 @@ def test_a_manifest_for_another_environment_is_refused(make_agent, push, api, wi
     push(wine_model_bytes)
     desire(api, "wine", 1)
     agent = make_agent()
-    update = agent.client.fetch_manifest()
+    # Genuinely signed by the same control plane, for another environment.
+    api.create_env("staging")
+    other = api.enroll("staging")
     foreign = SignedManifest.model_validate(
-        {
-            **update.signed.model_dump(),
-            "manifest": {
-                **update.signed.manifest.model_dump(),  # type: ignore[union-attr]
-                "environment": "staging",
-            },
-        }
+        api.get(f"/api/v1/agents/{other['agent_id']}/manifest", token=other["token"]).get_json()
     )
     with pytest.raises(ManifestRefused, match="staging"):
         agent.reconciler.accept(foreign, None)

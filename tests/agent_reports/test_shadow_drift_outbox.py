@@ -112,7 +112,7 @@ def test_a_full_queue_drops_and_counts_without_blocking(wine_pair):
     metrics = runner.take()[("wine", 1, 9)]
     runner.stop()
     assert metrics.requests == 20
-    assert metrics.dropped >= 17  # one in flight, two queued at most
+    assert metrics.dropped >= 15  # a batch of at most three in flight, two queued
     assert metrics.dropped + metrics.shadow_errors == 20
 
 

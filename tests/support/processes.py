@@ -74,6 +74,8 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,
+                # Its own process group: a SIGKILL then takes the workers too, like a crash.
+                start_new_session=True,
             )
         try:
             wait_until_ready(f"{self.url}/readyz", self.process)
@@ -89,7 +91,10 @@ class ServerProcess:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.send_signal(sig)
+        if sig == signal.SIGKILL:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        else:
+            self.process.send_signal(sig)
         try:
             self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:

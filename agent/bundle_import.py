@@ -1,0 +1,373 @@
+"""Apply a signed bundle with no network: the same checks, cache, smoke test and swap as a poll.
+
+    1. scan the raw tar headers: bounded metadata, a bounded number of members;
+    2. read `manifest.json` (the first member) and verify it exactly as a pulled manifest
+       (`Reconciler.verify_manifest`: signature, trusted key, environment, revision, expiry);
+    3. check every other member against that manifest before reading a byte of it: a regular
+       file named `sha256/<digest>` for a digest the manifest names, of exactly the declared
+       size; `..`, absolute paths, links, devices, unnamed digests and wrong sizes refuse the
+       whole bundle;
+    4. stream each member through the cache's verified download path (never
+       `tarfile.extractall`), so a file lands in `artifacts/sha256/` only once its digest
+       matched; a mismatch refuses the bundle and drops what this import cached;
+    5. accept the manifest (persisted before acting, trusted keys learned), then reconcile:
+       load, smoke-test and swap, fetching through a bundle-backed opener instead of HTTP.
+
+A running agent holds the data directory's lock; the import refuses then, and the agent serves
+the imported state from its cache once restarted (docs/air-gapped.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import re
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from pydantic import ValidationError
+
+from agent.cache import ArtifactCache, CacheError
+from agent.daemon import LOCK_FILE
+from agent.reconciler import ManifestRefused, Outcome, Reconciler
+from agent.settings import AgentSettings
+from agent.slots import ModelSlots
+from agent.state import Identity, StateStore, utcnow
+from common.bundles import BUNDLE_BLOB_DIR, BUNDLE_MANIFEST, MAX_MANIFEST_BYTES
+from common.schemas import Manifest, SignedManifest
+
+log = logging.getLogger("tether.agent.bundle")
+
+BLOCK = tarfile.BLOCKSIZE
+MAX_MEMBERS = 10_000
+MAX_METADATA_BYTES = 64 * 1024  # a pax or GNU long-name header is read whole by tarfile
+METADATA_TYPES = {
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+}
+PAX_SIZE = re.compile(rb"\n\d+ size=(\d+)\n")
+MEMBER_NAME = re.compile(re.escape(BUNDLE_BLOB_DIR) + r"([0-9a-f]{64})")
+
+
+class BundleRefused(Exception):
+    """The bundle is unsafe, tampered with or not for this agent; nothing was applied."""
+
+
+class AgentRunning(Exception):
+    """An agent holds the data directory: stop it before importing."""
+
+
+@dataclass
+class ImportResult:
+    """What one import did."""
+
+    manifest: Manifest
+    signed_by: str
+    cached: list[str] = field(default_factory=list)  # digests this import put in the cache
+    reused: list[str] = field(default_factory=list)  # digests the cache already held
+    outcome: Outcome | None = None
+
+
+@contextlib.contextmanager
+def data_dir_lock(data_dir: Path) -> Iterator[None]:
+    """Hold the lock `tether agent run` holds, or raise AgentRunning naming its pid."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - closed below
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise AgentRunning(
+                f"the agent (pid {holder}) is running on {data_dir}: stop it "
+                "(e.g. systemctl stop tether-agent), import, then start it again; it serves "
+                "the imported models from its cache as it starts"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # releases the lock
+
+
+def import_bundle(
+    path: Path, settings: AgentSettings, *, identity: Identity | None = None
+) -> ImportResult:
+    """Verify the bundle at `path` and apply it to the agent in `settings.data_dir`."""
+    data_dir = settings.data_dir
+    store = StateStore(data_dir)
+    found = identity or store.load_identity()
+    if found is None:
+        raise BundleRefused(f"no agent identity in {data_dir}: enroll it first")
+    cache = ArtifactCache(
+        data_dir / "artifacts",
+        reserve_bytes=settings.free_disk_reserve_bytes,
+        chunk_bytes=settings.download_chunk_bytes,
+    )
+    with data_dir_lock(data_dir):
+        cache.prepare()
+        try:
+            return _import(Path(path), store, cache, found.environment, settings)
+        except (BundleRefused, ManifestRefused) as error:
+            with store.edit(durable=False) as state:
+                state.last_error = f"bundle {Path(path).name} refused: {error}"[:2000]
+                state.last_error_at = utcnow()
+            if isinstance(error, ManifestRefused):
+                raise BundleRefused(str(error)) from None
+            raise
+
+
+def _import(
+    path: Path, store: StateStore, cache: ArtifactCache, environment: str, settings: AgentSettings
+) -> ImportResult:
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    except OSError as error:
+        raise BundleRefused(f"cannot read {path}: {error.strerror or error}") from None
+    with handle:
+        scan_headers(handle)
+        handle.seek(0)
+        try:
+            archive = tarfile.open(fileobj=handle, mode="r:")  # noqa: SIM115 - with below
+        except tarfile.TarError as error:
+            raise BundleRefused(f"{path} is not an uncompressed tar file: {error}") from None
+        with archive:
+            slots = ModelSlots()
+            reconciler = Reconciler(
+                state=store,
+                cache=cache,
+                slots=slots,
+                opener=_no_opener,
+                environment=environment,
+                keep_versions=settings.keep_versions,
+                clock_skew=settings.clock_skew,
+            )
+            signed = read_manifest(archive)
+            try:
+                manifest = reconciler.verify_manifest(signed)
+            except ManifestRefused as error:
+                reconciler.record_refusal(error)
+                raise
+            signed_by = reconciler.trust.verify(manifest.model_dump(mode="json"), signed.signatures)
+            members = check_members(archive, manifest, cache)
+            result = ImportResult(manifest=manifest, signed_by=signed_by)
+            stage(archive, members, cache, result)
+            reconciler.opener = bundle_opener(archive, members, manifest)
+            # What serves now, so models in place are kept and a failure leaves them serving.
+            reconciler.restore()
+            reconciler.accept(signed, None)
+            outcome = result.outcome = reconciler.reconcile(manifest)
+    with store.edit() as state:
+        if outcome.converged:
+            state.last_error = state.last_error_at = None
+        else:
+            state.last_error = "; ".join(f"{k}: {v}" for k, v in outcome.failed.items())[:2000]
+            state.last_error_at = utcnow()
+    log.info(
+        "bundle revision %d of %s applied: %d artifact(s) cached, %d reused",
+        manifest.revision,
+        manifest.environment,
+        len(result.cached),
+        len(result.reused),
+    )
+    return result
+
+
+def _no_opener(name: str, version: int, offset: int):  # type: ignore[no-untyped-def]
+    raise CacheError(f"{name} v{version} is not in the bundle")
+
+
+def scan_headers(handle: IO[bytes]) -> None:
+    """Walk the raw tar headers before tarfile does: bounded metadata and member count.
+
+    tarfile reads a pax or GNU long-name header into memory whole, and keeps one TarInfo per
+    member; a hostile bundle could use either to exhaust memory before any check ran.
+    """
+    members = 0
+    size_override: int | None = None  # a pax header's size= applies to the next member
+    while True:
+        header = handle.read(BLOCK)
+        if len(header) < BLOCK or header == bytes(BLOCK):
+            return  # the end (tarfile reports a truncated archive itself)
+        try:
+            size = tarfile.nti(header[124:136])  # type: ignore[attr-defined]
+        except tarfile.HeaderError:
+            raise BundleRefused("an unreadable tar header") from None
+        kind = header[156:157]
+        if size < 0:
+            raise BundleRefused("a tar header with a negative size")
+        if kind in METADATA_TYPES:
+            if size > MAX_METADATA_BYTES:
+                raise BundleRefused(
+                    f"a {size}-byte tar metadata header (at most {MAX_METADATA_BYTES})"
+                )
+            data = handle.read(size)
+            handle.seek(-(-size // BLOCK) * BLOCK - size, os.SEEK_CUR)
+            if kind == tarfile.XHDTYPE and (found := PAX_SIZE.search(b"\n" + data)):
+                size_override = int(found.group(1))
+            continue
+        if size_override is not None:
+            size, size_override = size_override, None
+        members += 1
+        if members > MAX_MEMBERS:
+            raise BundleRefused(f"more than {MAX_MEMBERS} members")
+        handle.seek(-(-size // BLOCK) * BLOCK, os.SEEK_CUR)
+
+
+def read_manifest(archive: tarfile.TarFile) -> SignedManifest:
+    """Return the signed manifest, which must be the bundle's first member."""
+    first = archive.next()
+    if first is None or first.name != BUNDLE_MANIFEST:
+        raise BundleRefused(f"the first member is not {BUNDLE_MANIFEST}: not a tether bundle")
+    if not first.isreg() or first.issparse():
+        raise BundleRefused(f"{BUNDLE_MANIFEST} is not a regular file")
+    if first.size > MAX_MANIFEST_BYTES:
+        raise BundleRefused(
+            f"{BUNDLE_MANIFEST} is {first.size} bytes (at most {MAX_MANIFEST_BYTES})"
+        )
+    reader = archive.extractfile(first)
+    assert reader is not None
+    try:
+        return SignedManifest.model_validate_json(reader.read(first.size))
+    except ValidationError as error:
+        raise BundleRefused(
+            f"{BUNDLE_MANIFEST} is not a signed manifest ({error.error_count()} problem(s))"
+        ) from None
+
+
+def named_files(manifest: Manifest) -> dict[str, int]:
+    """Return every digest the manifest names (artifacts and reference profiles) and its size."""
+    files: dict[str, int] = {}
+    for model in manifest.models.values():
+        for entry in (model.primary, model.shadow):
+            if entry is None:
+                continue
+            files[entry.artifact.sha256] = entry.artifact.size
+            if entry.reference_profile is not None:
+                files[entry.reference_profile.sha256] = entry.reference_profile.size
+    return files
+
+
+def check_members(
+    archive: tarfile.TarFile, manifest: Manifest, cache: ArtifactCache
+) -> dict[str, tarfile.TarInfo]:
+    """Return the member of each named digest, refusing the bundle at the first bad one."""
+    named = named_files(manifest)
+    members: dict[str, tarfile.TarInfo] = {}
+    while (member := archive.next()) is not None:
+        name = member.name
+        if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+            raise BundleRefused(f"member {name!r} has an absolute path")
+        if ".." in re.split(r"[/\\]", name):
+            raise BundleRefused(f"member {name!r} climbs out of the bundle (..)")
+        if member.issym() or member.islnk():
+            raise BundleRefused(f"member {name!r} is a link (to {member.linkname!r})")
+        if not member.isreg() or member.issparse():
+            raise BundleRefused(f"member {name!r} is not a regular file")
+        match = MEMBER_NAME.fullmatch(name)
+        if match is None:
+            raise BundleRefused(f"member {name!r} is not named {BUNDLE_BLOB_DIR}<sha256>")
+        digest = match.group(1)
+        if digest not in named:
+            raise BundleRefused(f"member {name!r} is not named by the manifest")
+        if digest in members:
+            raise BundleRefused(f"member {name!r} appears twice")
+        if member.size != named[digest]:
+            larger = "larger" if member.size > named[digest] else "smaller"
+            raise BundleRefused(
+                f"member {name!r} is {member.size} bytes, {larger} than the "
+                f"{named[digest]} the manifest declares"
+            )
+        members[digest] = member
+    missing = [d for d, size in named.items() if d not in members and not cache.has(d, size)]
+    if missing:
+        raise BundleRefused(
+            f"the bundle lacks {len(missing)} file(s) the manifest names and the cache does "
+            f"not hold: {', '.join(d[:12] for d in sorted(missing))}"
+        )
+    return members
+
+
+class MemberStream:
+    """A tar member's data as the cache reads a download (agent.cache.Stream)."""
+
+    def __init__(self, reader: IO[bytes], offset: int) -> None:
+        reader.seek(offset)
+        self._reader = reader
+        self._offset = offset
+
+    @property
+    def offset(self) -> int:
+        return self._offset
+
+    @property
+    def readinto(self) -> Callable[[memoryview], int] | None:
+        return self._reader.readinto  # type: ignore[attr-defined]
+
+    def chunks(self) -> Iterator[bytes]:
+        return iter(lambda: self._reader.read(1024 * 1024), b"")
+
+
+def member_opener(
+    archive: tarfile.TarFile, member: tarfile.TarInfo
+) -> Callable[[int], contextlib.AbstractContextManager[MemberStream]]:
+    """Return an agent.cache.Opener reading `member` from a byte offset."""
+
+    @contextlib.contextmanager
+    def open_at(offset: int) -> Iterator[MemberStream]:
+        reader = archive.extractfile(member)
+        assert reader is not None  # check_members let regular files only through
+        with reader:
+            yield MemberStream(reader, offset)
+
+    return open_at
+
+
+def stage(
+    archive: tarfile.TarFile,
+    members: dict[str, tarfile.TarInfo],
+    cache: ArtifactCache,
+    result: ImportResult,
+) -> None:
+    """Put every member into the cache, verified; on any mismatch undo this import's files."""
+    try:
+        for digest, member in sorted(members.items()):
+            if cache.has(digest, member.size):
+                result.reused.append(digest)
+            else:
+                result.cached.append(digest)
+            cache.get(digest, member.size, member_opener(archive, member))
+    except CacheError as error:
+        for digest in result.cached:
+            cache.path(digest).unlink(missing_ok=True)
+            cache.part_path(digest).unlink(missing_ok=True)
+        raise BundleRefused(f"{error}; nothing applied") from None
+
+
+def bundle_opener(
+    archive: tarfile.TarFile, members: dict[str, tarfile.TarInfo], manifest: Manifest
+) -> Callable[[str, int, int], contextlib.AbstractContextManager[MemberStream]]:
+    """Return the reconciler's opener (model, version, offset) backed by the bundle."""
+    digests: dict[tuple[str, int], str] = {}
+    for name, model in manifest.models.items():
+        for entry in (model.primary, model.shadow):
+            if entry is not None:
+                digests[(name, entry.version)] = entry.artifact.sha256
+
+    def open_artifact(name: str, version: int, offset: int):  # type: ignore[no-untyped-def]
+        digest = digests.get((name, version))
+        if digest is None or digest not in members:
+            raise CacheError(f"{name} v{version} is not in the bundle")
+        return member_opener(archive, members[digest])(offset)
+
+    return open_artifact

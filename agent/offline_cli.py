@@ -1,0 +1,286 @@
+"""`tether agent provision | import-bundle | export-reports | import-ack`: air-gapped sites.
+
+The commands of the `tether agent` group that carry an agent's life in files: its identity in,
+its models in, its reports out, their acknowledgement in. docs/air-gapped.md walks through them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import httpx
+
+from agent.cli_options import (
+    config_option,
+    data_dir_option,
+    json_option,
+    load_settings_or_exit,
+    parse_labels,
+)
+from common.names import InvalidName, check_name
+from common.schemas import EnrollRequest
+
+
+@click.command()
+@click.argument("environment", metavar="ENV")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write, mode 0600: it holds the agent's secrets.",
+)
+@click.option(
+    "--url",
+    required=True,
+    metavar="URL",
+    envvar="TETHER_URL",
+    help="Control plane URL, also recorded for the agent [$TETHER_URL].",
+)
+@click.option(
+    "--token",
+    required=True,
+    metavar="TOKEN",
+    envvar="TETHER_TOKEN",
+    help="Admin token [$TETHER_TOKEN].",
+)
+@click.option("--hostname", metavar="NAME", help="Name the agent reports [offline-ENV].")
+@click.option(
+    "--label", "labels", multiple=True, metavar="KEY=VALUE", help="A label to report, repeatable."
+)
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@json_option
+def provision(
+    environment: str,
+    out: Path,
+    url: str,
+    token: str,
+    hostname: str | None,
+    labels: tuple[str, ...],
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Create an agent identity for a host with no network, in one file (run by an operator).
+
+    Makes the agent's key pair here, registers its public key with the control plane (admin
+    token), and writes the agent id, its token and private key, the control plane's public
+    keys, the environment and the URL to --out, mode 0600. Carry the file to the host and run
+    `tether agent enroll --from-file FILE` there.
+
+    \b
+    Example:
+      tether agent provision edge --out edge-7.tether-agent --hostname edge-7 \\
+          --url https://tether.example.com --token $ADMIN_TOKEN
+    """
+    from agent.client import ClientError, ControlPlaneClient
+    from agent.offline import ProvisionFile, write_secret_file
+    from agent.poller import agent_version
+    from agent.state import utcnow
+    from agent.trust import TrustError, choose_trust, new_agent_key
+    from common.signing import describe, private_key_pem
+
+    try:
+        check_name(environment, "environment name")
+    except InvalidName as error:
+        raise click.BadParameter(str(error), param_hint="ENV") from None
+    if out.exists() and not force:
+        raise click.ClickException(f"{out} exists; pass --force to overwrite it")
+    key = new_agent_key()
+    request = EnrollRequest(
+        hostname=hostname or f"offline-{environment}",
+        labels=parse_labels(labels),
+        agent_version=agent_version(),
+        public_key=describe(key.public_key()),
+    )
+    transport = click.get_current_context().find_object(httpx.BaseTransport)
+    try:
+        with ControlPlaneClient(url, token, transport=transport) as client:
+            answer = client.provision(environment, request)
+        keys = choose_trust(answer.signing_keys, None)
+    except (ClientError, TrustError) as error:
+        raise click.ClickException(f"provisioning failed: {error}") from None
+    provisioned = ProvisionFile(
+        agent_id=answer.agent_id,
+        token=answer.token,
+        environment=answer.environment,
+        url=url.rstrip("/"),
+        hostname=request.hostname,
+        labels=request.labels,
+        private_key_pem=private_key_pem(key).decode(),
+        signing_keys=keys,
+        created_at=utcnow(),
+    )
+    try:
+        write_secret_file(out, provisioned.model_dump_json(indent=2).encode(), overwrite=force)
+    except OSError as error:
+        raise click.ClickException(
+            f"cannot write {out}: {error.strerror or error}; agent {answer.agent_id} exists on "
+            "the control plane now"
+        ) from None
+    if as_json:
+        summary = {
+            "agent_id": answer.agent_id,
+            "environment": answer.environment,
+            "file": str(out),
+            "signing_keys": [k.fingerprint for k in keys],
+        }
+        click.echo(json.dumps(summary, indent=2))
+        return
+    click.echo(
+        f"Provisioned agent {answer.agent_id} in {answer.environment}: {out} (mode 0600, holds "
+        "its secrets). On the host: tether agent enroll --from-file " + out.name
+    )
+
+
+@click.command("import-bundle")
+@click.argument("bundle", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
+@config_option
+@data_dir_option
+@json_option
+def import_bundle(
+    bundle: Path, config_file: Path | None, data_dir: Path | None, as_json: bool
+) -> None:
+    """Verify a signed bundle and apply it, with no network.
+
+    The bundle passes the checks a pulled manifest does (signature by a trusted key,
+    environment, revision not older than applied, not expired) and every file in it is checked
+    against the manifest before it is cached. Then the same smoke test and atomic swap as
+    online. The agent must not be running on the data dir meanwhile: stop it, import, start it.
+    Exits 1 if the bundle is refused or a model failed to apply (it keeps its old version).
+
+    \b
+    Example:
+      tether agent import-bundle edge-r12.tether-bundle.tar --data-dir /var/lib/tether
+    """
+    from agent.bundle_import import AgentRunning, BundleRefused
+    from agent.bundle_import import import_bundle as apply_bundle
+    from agent.state import StateError
+
+    settings = load_settings_or_exit(config_file, data_dir=data_dir)
+    try:
+        result = apply_bundle(bundle, settings)
+    except (AgentRunning, StateError) as error:
+        raise click.ClickException(str(error)) from None
+    except BundleRefused as error:
+        raise click.ClickException(f"bundle refused, nothing applied: {error}") from None
+    outcome = result.outcome
+    assert outcome is not None
+    manifest = result.manifest
+    if as_json:
+        summary = {
+            "environment": manifest.environment,
+            "revision": manifest.revision,
+            "signed_by": result.signed_by,
+            "cached": len(result.cached),
+            "reused": len(result.reused),
+            "swapped": outcome.swapped,
+            "removed": outcome.removed,
+            "failed": outcome.failed,
+        }
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(
+            f"Bundle revision {manifest.revision} of {manifest.environment} verified (key "
+            f"{result.signed_by}); {len(result.cached)} file(s) cached, "
+            f"{len(result.reused)} already there."
+        )
+        for name in outcome.swapped:
+            click.echo(f"  {name}: now v{manifest.models[name].primary.version}")
+        for name in outcome.removed:
+            click.echo(f"  {name}: removed")
+    if outcome.failed:
+        problems = "; ".join(f"{name}: {why}" for name, why in outcome.failed.items())
+        raise click.ClickException(f"not applied in full (old versions keep serving): {problems}")
+
+
+@click.command("export-reports")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write the signed export to.",
+)
+@config_option
+@data_dir_option
+@json_option
+def export_reports(
+    out: Path, config_file: Path | None, data_dir: Path | None, as_json: bool
+) -> None:
+    """Write the outbox (reports and heartbeats) to one file, signed with this agent's key.
+
+    The reports stay in the outbox until `tether agent import-ack` applies the control plane's
+    acknowledgement, so exporting twice loses nothing and the control plane stores each once.
+
+    \b
+    Example:
+      tether agent export-reports --out edge-7-reports.json --data-dir /var/lib/tether
+    """
+    from agent.offline import OfflineError
+    from agent.offline import export_reports as write_export
+    from agent.poller import agent_version
+    from agent.state import StateError
+
+    settings = load_settings_or_exit(config_file, data_dir=data_dir)
+    try:
+        exported = write_export(settings.data_dir, out, agent_version())
+    except (OfflineError, StateError) as error:
+        raise click.ClickException(str(error)) from None
+    except OSError as error:
+        raise click.ClickException(f"cannot write {out}: {error.strerror or error}") from None
+    export = exported.export
+    if as_json:
+        summary = {
+            "agent_id": export.agent_id,
+            "file": str(out),
+            "reports": len(export.reports),
+            "heartbeats": len(export.heartbeats),
+            "left_behind": exported.left_behind,
+        }
+        click.echo(json.dumps(summary, indent=2))
+        return
+    click.echo(
+        f"Exported {len(export.reports)} report(s) and {len(export.heartbeats)} heartbeat(s) "
+        f"of agent {export.agent_id} to {out}. On the control plane: tether reports import {out}"
+    )
+    if exported.left_behind:
+        click.echo(f"{exported.left_behind} more wait: export again once this one is acknowledged.")
+
+
+@click.command("import-ack")
+@click.argument("ack_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
+@config_option
+@data_dir_option
+@json_option
+def import_ack(
+    ack_file: Path, config_file: Path | None, data_dir: Path | None, as_json: bool
+) -> None:
+    """Apply the control plane's acknowledgement: drop the reports it stored from the outbox.
+
+    The file must be signed by a control-plane key this agent trusts and name this agent;
+    otherwise nothing is cleared.
+
+    \b
+    Example:
+      tether agent import-ack edge-7-reports.ack.json --data-dir /var/lib/tether
+    """
+    from agent.offline import OfflineError
+    from agent.offline import import_ack as apply_ack
+    from agent.state import StateError
+
+    settings = load_settings_or_exit(config_file, data_dir=data_dir)
+    try:
+        applied = apply_ack(settings.data_dir, ack_file)
+    except (OfflineError, StateError) as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        summary = {"removed": applied.removed, "remaining": applied.remaining}
+        click.echo(json.dumps(summary, indent=2))
+        return
+    click.echo(
+        f"{applied.removed} report(s) acknowledged and removed from the outbox; "
+        f"{applied.remaining} still wait."
+    )
+
+
+COMMANDS = [provision, import_bundle, export_reports, import_ack]
