@@ -79,10 +79,19 @@ class RegistryStore:
         return found
 
     def list_models(self) -> list[ModelSummary]:
+        return self._summaries("1 = 1", [])
+
+    def get_model(self, model: str) -> ModelSummary | None:
+        # One row, not a scan: artifact downloads check the model on every request.
+        found = self._summaries("m.name = ?", [model])
+        return found[0] if found else None
+
+    def _summaries(self, where: str, params: list[Any]) -> list[ModelSummary]:
         rows = self.db.execute(
-            """SELECT m.name, m.created_at, MAX(v.version), COUNT(v.version)
+            f"""SELECT m.name, m.created_at, MAX(v.version), COUNT(v.version)
                FROM models m LEFT JOIN versions v ON v.model = m.name
-               GROUP BY m.name ORDER BY m.name"""
+               WHERE {where} GROUP BY m.name ORDER BY m.name""",
+            params,
         ).fetchall()
         return [
             ModelSummary(
@@ -90,9 +99,6 @@ class RegistryStore:
             )
             for name, created, latest, count in rows
         ]
-
-    def get_model(self, model: str) -> ModelSummary | None:
-        return next((m for m in self.list_models() if m.name == model), None)
 
     def model_exists(self, model: str) -> bool:
         return (
