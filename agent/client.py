@@ -24,11 +24,17 @@ from pydantic import ValidationError
 from agent.transport import READINTO, BodyTransport, goes_direct
 from common.errors import ApiResponseError, TetherError, error_from_response
 from common.reports import Report, ReportAck, ReportBatch
-from common.schemas import EnrollRequest, EnrollResponse, Heartbeat, HeartbeatAck, SignedManifest
+from common.schemas import (
+    POLL_HINT_HEADER,
+    EnrollRequest,
+    EnrollResponse,
+    Heartbeat,
+    HeartbeatAck,
+    SignedManifest,
+)
 
 log = logging.getLogger("tether.agent.client")
 
-POLL_HINT_HEADER = "X-Tether-Poll-After"
 USER_AGENT = "tether-agent"
 
 

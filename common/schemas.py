@@ -346,6 +346,10 @@ class Manifest(BaseModel):
     )
 
 
+# The header of a manifest response that carries the poll hint (as `poll_after` does in a 200).
+POLL_HINT_HEADER = "X-Tether-Poll-After"
+
+
 class SignedManifest(BaseModel):
     """A manifest and its detached Ed25519 signatures over the manifest's canonical JSON."""
 

@@ -78,6 +78,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     init_dashboard(app)
     register_error_handlers(app)
     app.teardown_appcontext(_close_request)
+    from control_plane.poll_shortcut import UnchangedManifestShortcut
+
+    app.wsgi_app = UnchangedManifestShortcut(  # type: ignore[method-assign]
+        app.wsgi_app, tether, app.extensions["tether_metrics"]
+    )
     return app
 
 

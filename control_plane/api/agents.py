@@ -10,6 +10,7 @@ from werkzeug.http import quote_etag
 
 from common.names import check_name
 from common.schemas import (
+    POLL_HINT_HEADER,
     AgentInfo,
     AgentList,
     EnrollRequest,
@@ -27,7 +28,6 @@ from control_plane.store.db import utcnow
 
 bp = Blueprint("agents", __name__, url_prefix="/api/v1")
 TAG = "agents"
-POLL_HINT_HEADER = "X-Tether-Poll-After"
 LONG_POLL_STEP = 0.25
 
 
@@ -40,8 +40,15 @@ class AgentQuery(BaseModel):
 
 
 @operation(
-    bp, "/agents/enroll", "POST", roles=ENROLLMENT, tag=TAG, body=EnrollRequest,
-    response=EnrollResponse, status=201, errors=(404, 409),
+    bp,
+    "/agents/enroll",
+    "POST",
+    roles=ENROLLMENT,
+    tag=TAG,
+    body=EnrollRequest,
+    response=EnrollResponse,
+    status=201,
+    errors=(404, 409),
 )
 def enroll():
     """Exchange an enrollment token for an agent id and the agent's own token."""
@@ -60,8 +67,13 @@ def enroll():
 
 
 @operation(
-    bp, "/agents/<agent_id>/manifest", roles=AGENTS, tag=TAG, query=ManifestQuery,
-    response=SignedManifest, errors=(304, 404),
+    bp,
+    "/agents/<agent_id>/manifest",
+    roles=AGENTS,
+    tag=TAG,
+    query=ManifestQuery,
+    response=SignedManifest,
+    errors=(304, 404),
     response_headers={
         "ETag": "The revision of the manifest.",
         "If-None-Match": "The ETag last applied: answered with 304 while nothing changed.",
@@ -71,7 +83,8 @@ def enroll():
 def manifest(agent_id: str):
     """Fetch the desired state for this agent; poll it with If-None-Match, or long-poll with wait.
 
-    This is the hot path of the whole fleet: a 304 costs one token check and one query.
+    This is the hot path of the whole fleet: a poll answered 304 is usually answered before it
+    reaches here, by control_plane.poll_shortcut, with the same checks and headers.
     """
     principal = g.principal
     require_own_agent(principal, agent_id)
@@ -123,8 +136,14 @@ def _agent_has(etag: str) -> bool:
 
 
 @operation(
-    bp, "/agents/<agent_id>/heartbeat", "POST", roles=AGENTS, tag=TAG, body=Heartbeat,
-    response=HeartbeatAck, errors=(404,),
+    bp,
+    "/agents/<agent_id>/heartbeat",
+    "POST",
+    roles=AGENTS,
+    tag=TAG,
+    body=Heartbeat,
+    response=HeartbeatAck,
+    errors=(404,),
 )
 def heartbeat(agent_id: str):
     """Report the agent's actual state per model, host facts and agent version."""

@@ -49,9 +49,7 @@ def create_environment(env: str):
     """Create an environment; on an existing one, 200, updating the description if given."""
     check_name(env, "environment name")
     body = parse_body(EnvironmentCreate)
-    environment, created = get_store().environments.create(
-        env, body.description, body.manifest_ttl
-    )
+    environment, created = get_store().environments.create(env, body.description, body.manifest_ttl)
     return environment.model_dump(mode="json"), 201 if created else 200
 
 
