@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 CHUNK_SIZE = 1024 * 1024
 
@@ -46,7 +46,7 @@ def verify_file(path: str | Path, *, sha256: str, size: int) -> None:
 class HashingWriter:
     """Write to a file while hashing, so a stream is stored and digested in one pass."""
 
-    def __init__(self, handle: BinaryIO) -> None:
+    def __init__(self, handle: IO[bytes]) -> None:
         self._handle = handle
         self._digest = hashlib.sha256()
         self.size = 0

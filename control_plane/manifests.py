@@ -23,7 +23,9 @@ def build_manifest(
         primary = store.registry.get_version(name, entry.version)
         shadow = None if entry.shadow is None else store.registry.get_version(name, entry.shadow)
         assert primary is not None  # versions are never deleted
-        models[name] = ManifestModel(primary=_entry(primary), shadow=shadow and _entry(shadow))
+        models[name] = ManifestModel(
+            primary=_entry(primary), shadow=None if shadow is None else _entry(shadow)
+        )
     issued = utcnow()
     manifest = Manifest(
         environment=environment,

@@ -11,7 +11,7 @@ from common.schemas import ErrorBody
 from control_plane.api.routing import OPERATIONS, Operation
 
 REF = "#/components/schemas/{model}"
-Refs = dict[tuple[type[BaseModel], JsonSchemaMode], str]
+Refs = dict[tuple[Any, JsonSchemaMode], str]
 _STATUS_TEXT = {
     200: "OK",
     201: "Created",

@@ -41,7 +41,8 @@ def run_policies(store: Store, artifacts: ArtifactFiles, now: datetime | None = 
             try:
                 if policy.rollback is not None:
                     raised += _rollback(store, environment.name, model, entry, policy.rollback, now)
-                    entry = store.environments.desired(environment.name).models.get(model, entry)
+                    after = store.environments.desired(environment.name)
+                    entry = after.models.get(model, entry) if after else entry
                 if policy.promote is not None and entry.shadow is not None:
                     raised += _promote(store, environment.name, model, entry, policy.promote)
                 if policy.drift is not None:

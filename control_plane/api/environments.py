@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from flask import Blueprint, Response, g, jsonify, request
 from pydantic import BaseModel, Field
 
@@ -258,4 +260,5 @@ def _if_match() -> int | None:
 def _with_etag(state: DesiredState) -> Response:
     response = jsonify(state.model_dump(mode="json"))
     response.set_etag(str(state.revision))
-    return response.make_conditional(request)
+    # make_conditional is typed for werkzeug's Response; it returns this very Flask one.
+    return cast(Response, response.make_conditional(request))

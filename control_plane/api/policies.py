@@ -62,7 +62,7 @@ class BlockedList(BaseModel):
 def list_blocked(env: str):
     """List versions the rollback rule blocked: no automatic action picks them again."""
     _existing(env)
-    return BlockedList(blocked=get_store().events.all_blocked(env)).model_dump()
+    return BlockedList.model_validate({"blocked": get_store().events.all_blocked(env)}).model_dump()
 
 
 @operation(
@@ -82,7 +82,7 @@ def unblock(env: str, model: str, version: int):
     with write_transaction(store.db):
         if not store.events.unblock(env, model, version):
             raise NotFound(f"{model} v{version} is not blocked in {env!r}")
-    return BlockedList(blocked=store.events.all_blocked(env)).model_dump()
+    return BlockedList.model_validate({"blocked": store.events.all_blocked(env)}).model_dump()
 
 
 def _existing(env: str) -> dict:

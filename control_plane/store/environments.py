@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from datetime import datetime
 
@@ -179,7 +180,7 @@ class EnvironmentStore:
 
     def history(
         self, environment: str, *, limit: int = 100, before_id: int | None = None
-    ) -> list[HistoryEntry]:
+    ) -> builtins.list[HistoryEntry]:
         """Return the newest history entries first."""
         cursor = self.db.execute(
             "SELECT * FROM history WHERE environment = ? AND id < ? ORDER BY id DESC LIMIT ?",

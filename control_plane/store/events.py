@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime
 from typing import Any
 
@@ -103,7 +104,7 @@ class EventStore:
         ).fetchall()
         return dict(rows)
 
-    def all_blocked(self, environment: str) -> list[dict[str, Any]]:
+    def all_blocked(self, environment: str) -> builtins.list[dict[str, Any]]:
         cursor = self.db.execute(
             "SELECT model, version, reason FROM blocked_versions WHERE environment = ? "
             "ORDER BY model, version",
@@ -118,7 +119,7 @@ class EventStore:
             [event_id, url, to_time(utcnow())],
         )
 
-    def due_deliveries(self, now: datetime) -> list[dict[str, Any]]:
+    def due_deliveries(self, now: datetime) -> builtins.list[dict[str, Any]]:
         cursor = self.db.execute(
             """SELECT d.id, d.event_id, d.url, d.attempts, e.environment, e.model
                FROM webhook_deliveries d JOIN events e ON e.id = d.event_id
@@ -151,7 +152,7 @@ class EventStore:
             ],
         )
 
-    def deliveries(self, event_id: int) -> list[dict[str, Any]]:
+    def deliveries(self, event_id: int) -> builtins.list[dict[str, Any]]:
         cursor = self.db.execute(
             "SELECT * FROM webhook_deliveries WHERE event_id = ? ORDER BY id", [event_id]
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 
 def to_json(value: Any) -> str | None:
@@ -18,11 +18,23 @@ def from_json(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+@overload
+def to_time(value: datetime) -> str: ...
+@overload
+def to_time(value: None) -> None: ...
+@overload
+def to_time(value: datetime | None) -> str | None: ...
 def to_time(value: datetime | None) -> str | None:
     """Store a timestamp as ISO 8601 text, which sorts in time order."""
     return None if value is None else value.isoformat()
 
 
+@overload
+def from_time(text: str) -> datetime: ...
+@overload
+def from_time(text: None) -> None: ...
+@overload
+def from_time(text: str | None) -> datetime | None: ...
 def from_time(text: str | None) -> datetime | None:
     """Read an ISO 8601 timestamp column."""
     return None if text is None else datetime.fromisoformat(text)
