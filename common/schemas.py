@@ -232,6 +232,10 @@ class TokenInfo(BaseModel):
     created_at: datetime
 
 
+class TokenList(BaseModel):
+    tokens: list[TokenInfo]
+
+
 class TokenCreated(TokenInfo):
     token: str = Field(description="The secret, shown once; only its hash is stored.")
 

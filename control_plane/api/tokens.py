@@ -1,11 +1,10 @@
-"""Tokens: create admin, viewer and enrollment tokens; list them."""
+"""Tokens: create admin, viewer and enrollment tokens; list and revoke them."""
 
 from __future__ import annotations
 
 from flask import Blueprint
-from pydantic import BaseModel
 
-from common.schemas import Role, TokenCreate, TokenCreated, TokenInfo
+from common.schemas import Role, TokenCreate, TokenCreated, TokenInfo, TokenList
 from control_plane.api.routing import operation, parse_body
 from control_plane.app import get_store
 from control_plane.auth import ADMIN
@@ -13,10 +12,6 @@ from control_plane.errors import NotFound, Unprocessable
 
 bp = Blueprint("tokens", __name__, url_prefix="/api/v1")
 TAG = "tokens"
-
-
-class TokenList(BaseModel):
-    tokens: list[TokenInfo]
 
 
 @operation(
@@ -63,3 +58,20 @@ def create_token():
 def list_tokens():
     """List tokens (never their secrets)."""
     return TokenList(tokens=get_store().tokens.list()).model_dump(mode="json")
+
+
+@operation(
+    bp,
+    "/tokens/<token_id>",
+    "DELETE",
+    roles=ADMIN,
+    tag=TAG,
+    response=TokenInfo,
+    errors=(404, 409),
+)
+def revoke_token(token_id: str):
+    """Revoke a token: it stops working at once (an agent's, its next poll is refused)."""
+    revoked = get_store().tokens.revoke(token_id)  # the last admin token: StateConflict, 409
+    if revoked is None:
+        raise NotFound(f"token {token_id!r} not found (or already revoked)")
+    return revoked.model_dump(mode="json")

@@ -36,6 +36,8 @@ from common.schemas import (
     ModelList,
     ModelVersion,
     TokenCreated,
+    TokenInfo,
+    TokenList,
 )
 from control_plane.cli.config import Target
 from control_plane.cli.upload import CountingReader
@@ -224,6 +226,14 @@ class OperatorClient:
         body.update({key: value for key, value in optional.items() if value is not None})
         response = self._request("POST", _path("tokens"), json=body)
         return TokenCreated.model_validate(response.json())
+
+    def list_tokens(self) -> TokenList:
+        """List the tokens that work (never their secrets)."""
+        return self._get(TokenList, _path("tokens"))
+
+    def revoke_token(self, token_id: str) -> TokenInfo:
+        """Revoke a token; it stops working at once."""
+        return TokenInfo.model_validate(self._request("DELETE", _path("tokens", token_id)).json())
 
     # --- reports, events, policies -----------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""`tether token`: create API tokens for operators, dashboards and enrolling agents."""
+"""`tether token`: create, list and revoke API tokens for operators, dashboards and agents."""
 
 from __future__ import annotations
 
@@ -6,16 +6,18 @@ import click
 
 from control_plane.cli.client import OperatorClient
 from control_plane.cli.options import json_option, name_check, with_client
-from control_plane.cli.output import echo_json, when
+from control_plane.cli.output import echo_json, echo_table, when
 
 
 @click.group()
 def token() -> None:
-    """Create API tokens.
+    """Create, list and revoke API tokens.
 
     \b
-    Example:
+    Examples:
       tether token create --role enrollment --env production --max-uses 10
+      tether token list
+      tether token revoke tok_0123456789abcdef
     """
 
 
@@ -84,3 +86,59 @@ def create(
     click.echo(f"Created {created.role.value} token {created.id} ({', '.join(facts)}).", err=True)
     click.echo(created.token)
     click.echo("Keep it now: only its hash is stored, it cannot be shown again.", err=True)
+
+
+@token.command(name="list")
+@json_option
+@with_client
+def list_tokens(client: OperatorClient, as_json: bool) -> None:
+    """List the tokens that work, agents' included (never their secrets).
+
+    \b
+    Example:
+      tether token list
+    """
+    found = client.list_tokens()
+    if as_json:
+        echo_json(found)
+        return
+    echo_table(
+        ["id", "role", "scope", "expires", "uses left", "created", "description"],
+        [
+            [
+                t.id,
+                t.role.value,
+                t.agent_id or t.environment or "-",
+                when(t.expires_at) if t.expires_at else "never",
+                "-" if t.uses_left is None else t.uses_left,
+                when(t.created_at),
+                t.description,
+            ]
+            for t in found.tokens
+        ],
+        empty="No tokens.",
+    )
+
+
+@token.command()
+@click.argument("token_id", metavar="TOKEN_ID")
+@json_option
+@with_client
+def revoke(client: OperatorClient, token_id: str, as_json: bool) -> None:
+    """Revoke TOKEN_ID (from `tether token list`): it stops working at once.
+
+    Revoking an agent's token cuts that agent off: it keeps serving what it has, and
+    needs a new enrollment to poll again. The last working admin token cannot be revoked.
+
+    \b
+    Example:
+      tether token revoke tok_0123456789abcdef
+    """
+    revoked = client.revoke_token(token_id)
+    if as_json:
+        echo_json(revoked)
+        return
+    scope = revoked.agent_id or revoked.environment
+    click.echo(
+        f"Revoked {revoked.role.value} token {revoked.id}" + (f" ({scope})." if scope else ".")
+    )

@@ -156,5 +156,31 @@ class TokenStore:
             for row in dict_rows(cursor)
         ]
 
+    def revoke(self, token_id: str) -> TokenInfo | None:
+        """Revoke a live token at once; None when there is no such live token.
+
+        The last admin token that still works is refused: revoking it would lock every
+        operator out, with no way back but editing the database.
+        """
+        with write_transaction(self.db):
+            found = next((info for info in self.list() if info.id == token_id), None)
+            if found is None:
+                return None
+            if found.role is Role.admin and self._working_admins(besides=token_id) == 0:
+                raise StateConflict(
+                    f"{token_id} is the last working admin token: create another admin token "
+                    "before revoking this one"
+                )
+            self.db.execute("UPDATE tokens SET revoked = 1 WHERE id = ?", [token_id])
+            return found
+
+    def _working_admins(self, besides: str) -> int:
+        """Count the admin tokens other than `besides` that authenticate now."""
+        return self.db.execute(
+            "SELECT COUNT(*) FROM tokens WHERE role = 'admin' AND revoked = 0 AND id != ? "
+            "AND (expires_at IS NULL OR expires_at > ?)",
+            [besides, to_time(utcnow())],
+        ).fetchone()[0]
+
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM tokens").fetchone()[0]

@@ -173,6 +173,17 @@ CASES = [
                  "admin", API, "expires_in", id="token-expires-too-far"),
     pytest.param(["token", "create", "--role", "viewer"], "viewer", API, "403 forbidden",
                  id="token-viewer-creates"),
+    # token list / revoke
+    pytest.param(["token", "list"], "viewer", API, "403 forbidden", id="token-list-viewer"),
+    pytest.param(["token", "revoke", "tok_nope"], "admin", API,
+                 "404 not_found: token 'tok_nope' not found", id="token-revoke-unknown"),
+    pytest.param(["token", "revoke", "tok_nope"], "viewer", API, "403 forbidden",
+                 id="token-revoke-viewer"),
+    pytest.param(["token", "revoke"], "admin", USAGE, "Missing argument 'TOKEN_ID'",
+                 id="token-revoke-no-id"),
+    pytest.param(["token", "revoke", "{admin_id}"], "admin", API,
+                 "409 conflict: {admin_id} is the last working admin token",
+                 id="token-revoke-last-admin"),
     # status
     pytest.param(["status", "nope"], "admin", API, "404 not_found: environment 'nope' not found",
                  id="status-unknown-env"),
@@ -217,6 +228,10 @@ def test_bad_input_is_refused_and_stores_nothing(
 ):
     app, api, tether, tokens = world
     args = fill(args, tmp_path, wine_model_file)
+    listed = api.get("/api/v1/tokens").get_json()["tokens"]
+    admin_id = next(token["id"] for token in listed if token["role"] == "admin")
+    args = [arg.replace("{admin_id}", admin_id) for arg in args]
+    message = message.replace("{admin_id}", admin_id)
     before = snapshot(api, app)
 
     result = tether.run(*args, token=tokens.get(token, token))

@@ -136,3 +136,33 @@ def test_token_create_enrollment_json(tether, api):
     assert enrolled.status_code == 201
     listed = {token["id"] for token in api.get("/api/v1/tokens").get_json()["tokens"]}
     assert created["id"] in listed
+
+
+def test_token_list_and_revoke(tether, api):
+    created = tether.json("token", "create", "--role", "viewer", "--description", "grafana")
+    listed = rows(tether.run("token", "list", ok=True).stdout)
+    assert listed[0][:3] == ["ID", "ROLE", "SCOPE"]
+    assert [created["id"], "viewer", "-", "never", "-"] in [row[:5] for row in listed[1:]]
+    assert {t["id"] for t in tether.json("token", "list")["tokens"]} == {
+        t["id"] for t in api.get("/api/v1/tokens").get_json()["tokens"]
+    }
+    assert api.get("/api/v1/models", token=created["token"]).status_code == 200
+
+    result = tether.run("token", "revoke", created["id"], ok=True)
+    assert result.stdout == f"Revoked viewer token {created['id']}.\n"
+    assert api.get("/api/v1/models", token=created["token"]).status_code == 401
+    assert created["id"] not in tether.run("token", "list", ok=True).stdout
+
+
+def test_token_revoke_json_names_the_agent(tether, api):
+    api.create_env("staging")
+    agent = api.enroll("staging")
+    agent_token_id = next(
+        t["id"]
+        for t in tether.json("token", "list")["tokens"]
+        if t["agent_id"] == agent["agent_id"]
+    )
+    revoked = tether.json("token", "revoke", agent_token_id)
+    assert (revoked["role"], revoked["agent_id"]) == ("agent", agent["agent_id"])
+    manifest = api.get(f"/api/v1/agents/{agent['agent_id']}/manifest", token=agent["token"])
+    assert manifest.status_code == 401

@@ -127,3 +127,62 @@ def test_enroll_with_an_empty_hostname_is_refused(world: Api):
         token=world.create_token("enrollment", environment="production"),
     )
     assert_error(bad, 422, field="hostname")
+
+
+def _token_id(world: Api, **match: str) -> str:
+    tokens = world.get("/api/v1/tokens").get_json()["tokens"]
+    return next(t["id"] for t in tokens if all(t[key] == value for key, value in match.items()))
+
+
+def test_a_revoked_token_stops_working_at_once(world: Api):
+    viewer = world.create_token("viewer", description="grafana")
+    token_id = _token_id(world, description="grafana")
+    revoked = world.send("DELETE", f"/api/v1/tokens/{token_id}")
+    assert revoked.status_code == 200
+    assert (revoked.get_json()["id"], revoked.get_json()["role"]) == (token_id, "viewer")
+    assert "token" not in revoked.get_json()  # the secret is never shown again
+    assert_error(world.get("/api/v1/models", token=viewer), 401)
+    assert token_id not in {t["id"] for t in world.get("/api/v1/tokens").get_json()["tokens"]}
+    again = world.send("DELETE", f"/api/v1/tokens/{token_id}")
+    assert_error(again, 404)
+
+
+def test_a_revoked_agent_token_cannot_poll_even_with_a_current_etag(world: Api):
+    agent = world.enroll("production")
+    path = f"/api/v1/agents/{agent['agent_id']}/manifest"
+    etag = world.get(path, token=agent["token"]).headers["ETag"]
+    assert world.get(path, token=agent["token"], **{"If-None-Match": etag}).status_code == 304
+    token_id = _token_id(world, agent_id=agent["agent_id"])
+    assert world.send("DELETE", f"/api/v1/tokens/{token_id}").status_code == 200
+    assert_error(world.get(path, token=agent["token"], **{"If-None-Match": etag}), 401)
+
+
+def test_the_last_working_admin_token_cannot_be_revoked(world: Api, app):
+    first = _token_id(world, role="admin")
+    refused = world.send("DELETE", f"/api/v1/tokens/{first}")
+    assert "last working admin token" in assert_error(refused, 409)["message"]
+    assert world.get("/api/v1/models").status_code == 200
+    # An expired second admin does not count: it could not sign anyone back in.
+    world.create_token("admin", expires_in=60, description="expiring")
+    db = sqlite3.connect(app.extensions["tether"].settings.database_path)
+    with db:
+        db.execute(
+            "UPDATE tokens SET expires_at = '2000-01-01T00:00:00+00:00' WHERE id != ?", [first]
+        )
+    db.close()
+    assert_error(world.send("DELETE", f"/api/v1/tokens/{first}"), 409)
+    second = world.create_token("admin", description="second")
+    assert world.send("DELETE", f"/api/v1/tokens/{first}").status_code == 200
+    assert world.get("/api/v1/models", token=second).status_code == 200
+
+
+@pytest.mark.parametrize("role", ["viewer", "enrollment", "agent"])
+def test_only_admins_revoke_tokens(world: Api, role):
+    secret = {
+        "viewer": lambda: world.create_token("viewer"),
+        "enrollment": lambda: world.create_token("enrollment", environment="production"),
+        "agent": lambda: world.enroll("production")["token"],
+    }[role]()
+    target = _token_id(world, role="admin")
+    assert_error(world.send("DELETE", f"/api/v1/tokens/{target}", token=secret), 403)
+    assert target in {t["id"] for t in world.get("/api/v1/tokens").get_json()["tokens"]}
