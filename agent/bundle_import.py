@@ -158,7 +158,7 @@ def _import(
             except ManifestRefused as error:
                 reconciler.record_refusal(error)
                 raise
-            signed_by = reconciler.trust.verify(manifest.model_dump(mode="json"), signed.signatures)
+            signed_by = reconciler.trust.verify(signed.signed_document(), signed.signatures)
             members = check_members(archive, manifest, cache)
             result = ImportResult(manifest=manifest, signed_by=signed_by)
             stage(archive, members, cache, result)

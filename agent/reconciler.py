@@ -136,7 +136,7 @@ class Reconciler:
         """
         manifest = signed.manifest
         try:
-            self.trust.verify(manifest.model_dump(mode="json"), signed.signatures)
+            self.trust.verify(signed.signed_document(), signed.signatures)
         except (BadSignature, TrustError) as error:
             raise ManifestRefused(f"signature: {error}") from None
         if manifest.environment != self.environment:

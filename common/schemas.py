@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, model_validator
 
 from common.names import NAME_PATTERN
 from common.signing import PublicKey, Signature
@@ -360,6 +360,24 @@ class SignedManifest(BaseModel):
     manifest: Manifest
     signatures: list[Signature]
     poll_after: int = Field(description="Seconds the agent should wait before its next poll.")
+    # The manifest exactly as it arrived. The signatures cover it, not this schema's rendering
+    # of it, so an agent still verifies a manifest from a newer control plane with fields it
+    # does not know (they are ignored after the check, never trusted unchecked).
+    _received: dict[str, Any] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_received(cls, data: Any, handler: Any) -> Any:
+        signed = handler(data)
+        if isinstance(data, dict) and isinstance(data.get("manifest"), dict):
+            signed._received = data["manifest"]
+        return signed
+
+    def signed_document(self) -> dict[str, Any]:
+        """Return what the signatures cover: the manifest as received, else as built here."""
+        if self._received is not None:
+            return self._received
+        return self.manifest.model_dump(mode="json")
 
 
 # --- status -----------------------------------------------------------------------------------

@@ -254,3 +254,31 @@ def test_a_manifest_past_half_its_life_is_fetched_afresh(api, serving, make_agen
     agent.poller.poll_once()
     assert seen[-1] is None
     assert agent.store.load().manifest.issued_at > manifest.issued_at  # type: ignore[union-attr]
+
+
+# A newer control plane may add manifest fields this agent does not know. The signatures cover
+# the manifest as it arrived, not this agent's rendering of it: unknown fields are checked with
+# the rest, then ignored. A field slipped in after signing is refused like any other tampering.
+
+
+def with_future_fields(body: dict[str, Any]) -> dict[str, Any]:
+    body["manifest"]["rollout"] = {"strategy": "waves", "wave": 2}
+    body["manifest"]["models"]["wine"]["primary"]["warmup_requests"] = 50
+    return body
+
+
+def test_a_newer_manifest_with_unknown_fields_verifies_and_applies(
+    app, api, serving, make_agent, transport, wine_example
+):
+    body = with_future_fields(newer(api, serving))
+    body["signatures"] = [s.model_dump() for s in signing_keys(app).sign(body["manifest"])]
+    agent = attacked(make_agent, serving, transport, manifest=body)
+    assert served(agent) == {"wine": 2}
+    assert len(agent.slots.get("wine").primary.predict(wine_example).predictions) == 3
+    assert agent.store.load().last_error is None
+
+
+def test_a_field_added_after_signing_is_refused(api, serving, make_agent, transport, wine_example):
+    body = with_future_fields(newer(api, serving))  # signed before the fields were added
+    agent = attacked(make_agent, serving, transport, manifest=body)
+    assert_refused_and_serving(api, agent, wine_example, "no signature verifies")
