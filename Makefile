@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench/poll.py
 	$(BIN)/python scripts/bench/predict.py
 	$(BIN)/python scripts/bench/shadow_overhead.py
+	$(BIN)/python scripts/bench/metrics_overhead.py
 	$(BIN)/python scripts/bench/artifact_pull.py
 	$(BIN)/python scripts/bench/convergence.py
 	$(BIN)/python scripts/bench/drift.py

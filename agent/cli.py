@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
 import socket
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -241,29 +239,43 @@ def _warn_first_use(pin: str | None, keys: list[Any]) -> None:
     type=click.Choice(["debug", "info", "warning", "error"]),
     help="Log level [info].",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    help="Log lines as text, or as one JSON object per line for collectors [text].",
+)
 def run(
     config_file: Path | None,
     data_dir: Path | None,
     serve: str | None,
     url: str | None,
     log_level: str | None,
+    log_format: str | None,
 ) -> None:
     """Run the agent in the foreground: poll, pull, verify, swap and serve.
 
-    Logs go to stderr. SIGTERM or SIGINT stops it within 5 seconds, after in-flight
-    requests finish. Settings come from defaults < --config file < TETHER_* variables < flags.
+    Logs go to stderr, one line per event, secrets redacted. SIGTERM or SIGINT stops it
+    within 5 seconds, after in-flight requests finish. Settings come from defaults < --config
+    file < TETHER_* variables < flags.
 
     \b
     Example:
       tether agent run --config /etc/tether/agent.toml --serve 127.0.0.1:8501
+      tether agent run --log-format json
     """
     from agent.daemon import AgentDaemon, NotEnrolled, StartupError
     from agent.state import StateError
+    from common.logs import configure_logging
 
     settings = load_settings_or_exit(
-        config_file, data_dir=data_dir, serve=serve, url=url, log_level=log_level
+        config_file,
+        data_dir=data_dir,
+        serve=serve,
+        url=url,
+        log_level=log_level,
+        log_format=log_format,
     )
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     transport = click.get_current_context().find_object(httpx.BaseTransport)
     try:
         daemon = AgentDaemon(settings, transport=transport)
@@ -364,18 +376,6 @@ def render_status(report: dict[str, Any]) -> str:
             "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
         ]
     return "\n".join(lines)
-
-
-def configure_logging(level: str) -> None:
-    """Log to stderr, one line per event, for journald and terminals alike."""
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # One line per scheduled run would drown the agent's own log.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _iso(moment: datetime | None) -> str | None:

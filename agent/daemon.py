@@ -23,6 +23,7 @@ import httpx
 from agent.cache import ArtifactCache
 from agent.client import ControlPlaneClient
 from agent.inference_server import InferenceServer, create_inference_app
+from agent.metrics import AgentMetrics
 from agent.offline import OfflineTransport
 from agent.outbox import Outbox
 from agent.poller import Poller
@@ -82,23 +83,30 @@ class AgentDaemon:
         )
         self.slots = ModelSlots()
         self.cancel = threading.Event()
+        outbox = Outbox(settings.data_dir / "outbox.db")
+        self.metrics = AgentMetrics(outbox=outbox)
+        profiles = self.metrics.count_downloads(
+            lambda name, version, offset: self.client.download(
+                name, version, offset, part="profile"
+            ),
+            part="profile",
+        )
         self.reporting = ReportingLoop(
             state=self.store,
             cache=self.cache,
-            outbox=Outbox(settings.data_dir / "outbox.db"),
-            profile_opener=lambda name, version, offset: self.client.download(
-                name, version, offset, part="profile"
-            ),
+            outbox=outbox,
+            profile_opener=profiles,
             send=None if self.offline else self.client.send_reports,
             interval=settings.report_interval,
             max_requests=settings.report_max_requests,
             queue_size=settings.shadow_queue_size,
         )
+        self.metrics.watch_reporting(self.reporting)
         self.reconciler = Reconciler(
             state=self.store,
             cache=self.cache,
             slots=self.slots,
-            opener=self.client.download,
+            opener=self.metrics.count_downloads(self.client.download),
             environment=found.environment,
             keep_versions=settings.keep_versions,
             retry_initial=settings.backoff_initial,
@@ -114,6 +122,7 @@ class AgentDaemon:
             settings=settings,
             hostname=found.hostname,
             labels=found.labels,
+            on_poll=self.metrics.count_poll,
         )
         self.serve = serve
         self.server: InferenceServer | None = None
@@ -149,8 +158,9 @@ class AgentDaemon:
                 self.slots,
                 is_ready=self.is_ready,
                 max_batch_rows=self.settings.max_batch_rows,
-                on_prediction=self.reporting.on_prediction,
+                on_prediction=self.metrics.on_prediction(self.reporting.on_prediction),
                 on_feedback=self.reporting.on_feedback,
+                metrics=self.metrics.scrape,
             )
             self.server = InferenceServer(
                 app,

@@ -86,15 +86,18 @@ def create_inference_app(
     max_batch_rows: int = DEFAULT_MAX_ROWS,
     on_feedback: Callable[[list[Feedback]], None] | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    metrics: Callable[[str], tuple[bytes, str]] | None = None,
 ) -> Flask:
     """Build the local inference app over `slots`.
 
     `on_prediction` runs after each successful prediction and `on_feedback` on each accepted
     feedback batch; exceptions from `on_prediction` are logged, never raised into the request.
+    `metrics`, given the request's Accept header, returns the body and content type of
+    `GET /metrics` (agent.metrics.AgentMetrics.scrape); without it there is no such route.
     """
     app = Flask("tether-agent")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
-    service = _Service(slots, is_ready, on_prediction, on_feedback, max_batch_rows)
+    service = _Service(slots, is_ready, on_prediction, on_feedback, max_batch_rows, metrics)
     app.extensions["tether_inference"] = service
     routes: list[tuple[str, str, Callable[..., Response]]] = [
         ("GET", "/v2", service.server_metadata),
@@ -109,6 +112,8 @@ def create_inference_app(
         ("POST", "/predict/<model>", service.predict),
         ("POST", "/feedback/<model>", service.feedback),
     ]
+    if metrics is not None:
+        routes.append(("GET", "/metrics", service.metrics))
     for method, rule, view in routes:
         app.add_url_rule(rule, endpoint=f"{method} {rule}", view_func=view, methods=[method])
     app.register_error_handler(HttpError, lambda e: _error(e.status, e.message))
@@ -127,8 +132,10 @@ class _Service:
         on_prediction: Callable[[PredictionEvent], None] | None,
         on_feedback: Callable[[list[Feedback]], None] | None,
         max_batch_rows: int,
+        scrape: Callable[[str], tuple[bytes, str]] | None = None,
     ) -> None:
         self.slots = slots
+        self.scrape = scrape
         self.is_ready = is_ready
         self.on_prediction = on_prediction
         self.on_feedback = on_feedback
@@ -157,6 +164,12 @@ class _Service:
     def model_ready(self, model: str, version: str | None = None) -> Response:
         loaded = self._deployed(model, version).primary
         return _json({"name": model, "version": str(loaded.version), "ready": True})
+
+    def metrics(self) -> Response:
+        # Like the health routes, no auth: it holds counts, never inputs, outputs or secrets.
+        assert self.scrape is not None  # the route exists only with a scrape function
+        body, content_type = self.scrape(request.headers.get("Accept", ""))
+        return Response(body, content_type=content_type)
 
     # --- predictions --------------------------------------------------------------------------
 

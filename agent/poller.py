@@ -20,6 +20,7 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 
@@ -94,8 +95,12 @@ class Poller:
         hostname: str | None = None,
         labels: dict[str, str] | None = None,
         rng: random.Random | None = None,
+        on_poll: Callable[[str], None] | None = None,
     ) -> None:
         self.client = client
+        # Told each poll's outcome (agent.metrics.POLL_OUTCOMES), for /metrics.
+        self.on_poll = on_poll
+        self._counted = False
         self.reconciler = reconciler
         self.state = state
         self.settings = settings
@@ -112,6 +117,7 @@ class Poller:
     def poll_once(self) -> float:
         """Poll once, reconcile if needed, heartbeat; return the seconds until the next poll."""
         settings = self.settings
+        self._counted = False
         known = self.state.load()
         # Half-way to its expiry, ask for a freshly signed manifest rather than a 304: the
         # revision may stand for weeks, and the fresh one also carries rotated keys.
@@ -132,6 +138,7 @@ class Poller:
                 error,
             )
             self._note(attempt=True, error=str(error), reachable=False)
+            self._outcome("unreachable")
             return delay
         except Rejected as error:
             # Reachable, but it refuses us (revoked token, environment deleted): not a reason to
@@ -139,6 +146,7 @@ class Poller:
             self.failures = 0
             log.error("control plane refused the poll: %s", error)
             self._note(attempt=True, error=str(error), reachable=True)
+            self._outcome("rejected")
             return poll_delay(None, settings.poll_interval, settings.poll_jitter, self.rng)
         self.failures = 0
         self._note(attempt=True, success=True)
@@ -161,6 +169,11 @@ class Poller:
                 log.error("manifest refused: %s", error)
                 self._note(error=f"manifest refused: {error}")
                 changed = False
+                self._outcome("refused")
+            else:
+                self._outcome("changed")
+        else:
+            self._outcome("not_modified")
         if manifest is not None and (changed or self.reconciler.pending(manifest)):
             outcome = self.reconciler.reconcile(manifest)
             if outcome.failed:
@@ -207,6 +220,11 @@ class Poller:
             state.last_heartbeat = utcnow()
             state.reachable = True
         return True
+
+    def _outcome(self, outcome: str) -> None:
+        self._counted = True
+        if self.on_poll is not None:
+            self.on_poll(outcome)
 
     def _note(
         self,
@@ -291,6 +309,8 @@ class Poller:
             delay = self.poll_once()
         except Exception:
             log.exception("poll failed unexpectedly")
+            if not self._counted:  # a poll that failed after its answer counts once
+                self._outcome("error")
             self.failures += 1
             delay = backoff_delay(
                 self.failures, self.settings.backoff_initial, self.settings.backoff_max, self.rng

@@ -24,6 +24,8 @@ class Reporter:
         self.drift = drift
         self.outbox = outbox
         self.window_start = datetime.now(UTC)
+        # Rows the shadow dropped, per model, over every window cut so far (for /metrics).
+        self.shadow_dropped: dict[str, int] = {}
 
     def cut(self, now: datetime | None = None) -> list[Report]:
         """Close the current windows into reports, stored durably in the outbox."""
@@ -42,6 +44,9 @@ class Reporter:
             )
             for model, (version, requests, body) in sorted(self.drift.take().items())
         ]
+        shadowed = sorted(self.shadow.take().items())
+        for (model, _, _), metrics in shadowed:
+            self.shadow_dropped[model] = self.shadow_dropped.get(model, 0) + metrics.dropped
         reports += [
             Report(
                 id=uuid.uuid4().hex,
@@ -54,7 +59,7 @@ class Reporter:
                 requests=metrics.requests,
                 shadow=metrics,
             )
-            for (model, version, shadow_version), metrics in sorted(self.shadow.take().items())
+            for (model, version, shadow_version), metrics in shadowed
         ]
         if reports:
             self.outbox.put(reports)

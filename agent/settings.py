@@ -67,6 +67,9 @@ class AgentSettings(BaseModel):
     )
     labels: dict[str, str] = Field(default_factory=dict)
     log_level: str = "info"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text, or json: one JSON object per line for collectors."
+    )
 
     @field_validator("serve")
     @classmethod

@@ -1,7 +1,10 @@
-"""Fixtures: an app on a temp database, its test client, an admin API helper, real artifacts."""
+"""Fixtures: an app on a temp database, its test client, an admin API helper, real artifacts,
+and the root logger put back after a test that configures logging."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import joblib
@@ -45,3 +48,16 @@ def wine_model_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def wine_model_bytes(wine_model_file: Path) -> bytes:
     return wine_model_file.read_bytes()
+
+
+@pytest.fixture
+def root_logger() -> Iterator[logging.Logger]:
+    """Give the test the root logger and put it back as it was afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield root
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)

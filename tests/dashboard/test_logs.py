@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 from gunicorn.config import Config
@@ -39,19 +38,6 @@ TOKEN = "tether_admin_" + "Zx9-_q" * 7
 )
 def test_redact(line, kept):
     assert redact(line) == kept
-
-
-@pytest.fixture
-def root_logger() -> Iterator[logging.Logger]:
-    """Give the test the root logger and put it back as it was afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield root
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
 
 
 def events(log_format: str, root: logging.Logger) -> list[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import io
 import itertools
 import json
 import random
@@ -20,7 +19,6 @@ import time
 from pathlib import Path
 
 import httpx
-import joblib
 import pytest
 
 from agent.outbox import Outbox
@@ -28,6 +26,7 @@ from common.drift import build_profile
 from tests.support.agent_process import AgentProcess, eventually
 from tests.support.models import train_wine, wine_frame
 from tests.support.processes import ServerProcess
+from tests.support.registry import push_version
 from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
@@ -41,19 +40,8 @@ REPORTING = {"TETHER_REPORT_INTERVAL": "1", "TETHER_HEARTBEAT_INTERVAL": "0.5"}
 
 
 def push(http: httpx.Client, model, example, with_profile: bool = True) -> int:
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer)
-    files = {"artifact": ("m.joblib", buffer.getvalue())}
-    if with_profile:
-        profile = build_profile(FEATURES, predictions=model.predict(FEATURES))
-        files["reference_profile"] = ("p.json", profile.model_dump_json().encode())
-    response = http.post(
-        "/api/v1/models/wine/versions",
-        files=files,
-        data={"metadata": json.dumps({"input_example": example})},
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["version"]
+    profile = build_profile(FEATURES, predictions=model.predict(FEATURES)) if with_profile else None
+    return push_version(http, "wine", model, example, profile)["version"]
 
 
 def desired(http: httpx.Client) -> dict:

@@ -44,7 +44,12 @@ class AgentProcess:
     """A real `tether agent run` with its own data dir and inference port."""
 
     def __init__(
-        self, data_dir: Path, *, port: int | None = None, env: dict[str, str] | None = None
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
@@ -52,6 +57,8 @@ class AgentProcess:
         # The agent's own settings only: a TETHER_* meant for a server must not leak in.
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
         self.env = {**inherited, **FAST, **(env or {})}
+        self.extra_args = extra_args or []
+        self.enroll_output = ""  # what `tether agent enroll` printed, stdout then stderr
         self.process: subprocess.Popen | None = None
         self._log_file: Any = None
         self.log_path = data_dir.parent / f"agent-{self.port}.log"
@@ -82,8 +89,9 @@ class AgentProcess:
             env=self.env,
             timeout=60,
         )
+        self.enroll_output = done.stdout + done.stderr
         if done.returncode != 0:
-            raise RuntimeError(f"enroll failed: {done.stdout}{done.stderr}")
+            raise RuntimeError(f"enroll failed: {self.enroll_output}")
         import json
 
         return json.loads(done.stdout)["agent_id"]
@@ -99,6 +107,7 @@ class AgentProcess:
                 str(self.data_dir),
                 "--serve",
                 f"127.0.0.1:{self.port}",
+                *self.extra_args,
             ],
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
