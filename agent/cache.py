@@ -4,12 +4,12 @@
     DATA_DIR/artifacts/partial/<digest>.part   a download in progress (or cut off)
 
 A file gets into `sha256/` only by an atomic rename after its size and digest matched. A file
-not verified by this process (left by an earlier run, or changed on disk since) is hashed again
-before it is handed out, so the bytes loaded always match the manifest. That is also why the
-artifact's data is not fsynced before the rename: after a crash, a file the kernel had not yet
-written back fails that check and is downloaded again, and the fsync would cost about a third of
-the download's time. The download path is the agent's hottest loop, and where its time goes was
-measured (docs/benchmarks.md):
+not verified by this process (left by an earlier run), or changed on disk since (its inode, size,
+mtime or ctime moved: any write moves the ctime), is hashed again before it is handed out, so the
+bytes loaded always match the manifest. That is also why the artifact's data is not fsynced
+before the rename: after a crash, a file the kernel had not yet written back fails that check and
+is downloaded again, and the fsync would cost about a third of the download's time. The download
+path is the agent's hottest loop, and where its time goes was measured (docs/benchmarks.md):
 
 - where the stream can (`agent.transport`), the body is read straight from the socket into a
   ring of `QUEUE_DEPTH + 2` reused buffers of `chunk_bytes`: the kernel's copy is the only one,
@@ -100,7 +100,8 @@ class ArtifactCache:
         self.partial = self.root / "partial"
         self.reserve_bytes = reserve_bytes
         self.chunk_bytes = chunk_bytes
-        self._verified: set[str] = set()  # digests hashed by this process
+        # Digest -> the file's stat signature when this process hashed it.
+        self._verified: dict[str, tuple[int, ...]] = {}
         self._lock = threading.Lock()
 
     def prepare(self) -> None:
@@ -126,8 +127,9 @@ class ArtifactCache:
         """Return a verified file for `digest`: checked this run, re-hashed, or downloaded."""
         if self.has(digest, size):
             with self._lock:
-                if digest in self._verified:
-                    return self.path(digest)
+                signature = self._verified.get(digest)
+            if signature is not None and signature == _signature(self.path(digest)):
+                return self.path(digest)
             try:
                 return self.verify(digest, size)
             except VerificationFailed as error:
@@ -153,8 +155,7 @@ class ArtifactCache:
                 f"cached artifact {digest[:12]} changed on disk (size {total}, expected {size}; "
                 f"sha256 {actual[:12]}); removed it"
             )
-        with self._lock:
-            self._verified.add(digest)
+        self._remember(digest, path)
         return path
 
     def download(
@@ -190,10 +191,15 @@ class ArtifactCache:
             )
         os.replace(part, self.path(digest))
         fsync_directory(self.by_digest)
-        with self._lock:
-            self._verified.add(digest)
+        self._remember(digest, self.path(digest))
         log.info("artifact %s verified and cached (%d bytes)", digest[:12], size)
         return self.path(digest)
+
+    def _remember(self, digest: str, path: Path) -> None:
+        signature = _signature(path)
+        with self._lock:
+            if signature is not None:
+                self._verified[digest] = signature
 
     def _check_disk(self, needed: int, digest: str) -> None:
         free = shutil.disk_usage(self.root).free
@@ -340,11 +346,20 @@ class ArtifactCache:
                     with contextlib.suppress(FileNotFoundError):
                         path.unlink()
                     with self._lock:
-                        self._verified.discard(digest)
+                        self._verified.pop(digest, None)
                     removed.append(digest)
         if removed:
             log.info("cache: removed %d file(s) no longer kept", len(removed))
         return removed
+
+
+def _signature(path: Path) -> tuple[int, ...] | None:
+    """Return what changes when a file is written or replaced, or None if it is gone."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 def _write_all(fd: int, buffers: list[bytes | memoryview], total: int) -> None:

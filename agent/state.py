@@ -159,7 +159,8 @@ class StateStore:
     def edit(self, *, durable: bool = True) -> Iterator[AgentState]:
         """Change the state in a block and save it atomically when the block ends.
 
-        `durable=False` skips the fsync for bookkeeping that may be lost in a crash (poll times).
+        `durable=False` is for bookkeeping that may be lost in a crash (poll times): no fsync, and
+        a write that fails (a full disk) is logged and the change kept in memory only.
         """
         with self._lock:
             state = self.load()
@@ -168,7 +169,12 @@ class StateStore:
             self._state = state
             self.data_dir.mkdir(parents=True, exist_ok=True)
             payload = state.model_dump_json(indent=1).encode()
-            write_atomic(self.state_path, payload, mode=0o644, durable=durable)
+            try:
+                write_atomic(self.state_path, payload, mode=0o644, durable=durable)
+            except OSError as error:
+                if durable:
+                    raise
+                log.warning("state kept in memory only, not saved: %s", error)
 
 
 def read_state_file(data_dir: Path) -> AgentState | None:

@@ -29,6 +29,20 @@ class ArtifactFiles:
         for leftover in self.incoming.iterdir():
             leftover.unlink(missing_ok=True)
 
+    def sweep(self, referenced: set[str]) -> list[str]:
+        """Delete stored files no version references; return their digests.
+
+        An upload is renamed into place just before its version row commits: a crash between
+        the two leaves a file that no version will ever point at. Run at start only, when no
+        upload is in flight.
+        """
+        removed = []
+        for path in self.by_digest.iterdir():
+            if path.name not in referenced:
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+        return removed
+
     def path(self, sha256: str) -> Path:
         return self.by_digest / sha256
 

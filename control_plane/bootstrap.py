@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from pathlib import Path
@@ -13,17 +14,23 @@ from control_plane.settings import ControlPlaneSettings
 from control_plane.store import Store
 from control_plane.store.db import connect, initialise, write_transaction
 
+log = logging.getLogger("tether.control_plane")
+
 
 def bootstrap(settings: ControlPlaneSettings) -> str | None:
     """Make the data dir ready; return a new admin token if this is the first start."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     initialise(settings.database_path)
-    ArtifactFiles(settings.artifacts_dir).prepare()
+    artifacts = ArtifactFiles(settings.artifacts_dir)
+    artifacts.prepare()
     KeyRing(settings.keys_dir).ensure()
     session_key(settings.session_key_path)
     db = connect(settings.database_path)
     try:
         store = Store.over(db)
+        orphans = artifacts.sweep(store.registry.referenced_digests())
+        if orphans:
+            log.warning("removed %d artifact file(s) of uploads cut off by a crash", len(orphans))
         with write_transaction(db):
             # Checked inside the write lock, so two processes starting at once make one token.
             if store.tokens.count() > 0:

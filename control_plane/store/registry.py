@@ -140,6 +140,14 @@ class RegistryStore:
                 )
         return self.get_version(model, version)
 
+    def referenced_digests(self) -> set[str]:
+        """Return every digest a version points at, as artifact or reference profile."""
+        rows = self.db.execute(
+            "SELECT artifact_sha256 FROM versions UNION "
+            "SELECT profile_sha256 FROM versions WHERE profile_sha256 IS NOT NULL"
+        ).fetchall()
+        return {digest for (digest,) in rows}
+
     def digest_in_use(self, sha256: str) -> bool:
         """Tell whether any version points at this digest, as artifact or reference profile."""
         row = self.db.execute(

@@ -165,6 +165,18 @@ def test_a_file_changed_on_disk_is_caught_and_fetched_again(tmp_path):
     assert len(server.requests) == 2
 
 
+def test_a_file_changed_on_disk_after_this_process_verified_it_is_hashed_again(tmp_path):
+    cache = cache_in(tmp_path)
+    server = ArtifactServer(BODY)
+    path = cache.get(DIGEST, SIZE, opener_for(server))
+    with open(path, "r+b") as handle:  # same size, same inode: only the bytes changed
+        handle.write(b"!")
+    assert cache.get(DIGEST, SIZE, opener_for(server)).read_bytes() == BODY
+    assert len(server.requests) == 2
+    cache.get(DIGEST, SIZE, opener_for(server))  # unchanged since: not hashed nor fetched again
+    assert len(server.requests) == 2
+
+
 def test_prune_removes_what_is_not_kept(tmp_path):
     cache = cache_in(tmp_path)
     for name in ("a" * 64, "b" * 64, "c" * 64):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import stat
+
+import pytest
 
 from agent.state import AgentState, Applied, Identity, StateStore, read_state_file, utcnow
 
@@ -47,6 +50,22 @@ def test_a_failed_edit_changes_nothing(tmp_path):
         pass
     assert store.load().accepted_revision == 1
     assert StateStore(tmp_path).load().accepted_revision == 1
+
+
+def test_bookkeeping_survives_a_full_disk_but_a_durable_change_does_not_pretend(
+    tmp_path, monkeypatch
+):
+    store = StateStore(tmp_path)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("agent.state.write_atomic", full)
+    with store.edit(durable=False) as state:
+        state.reachable = False
+    assert store.load().reachable is False  # kept in memory
+    with pytest.raises(OSError, match="No space"), store.edit() as state:
+        state.accepted_revision = 3
 
 
 def test_a_corrupt_state_file_is_set_aside(tmp_path):

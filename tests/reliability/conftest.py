@@ -1,0 +1,164 @@
+"""Fixtures for the fault tests: a real control plane, agents enrolled behind a faulty proxy.
+
+Starting a process costs seconds, so one control plane serves every agent test of a worker
+(each test in its own environment and with its own model names), and agents are enrolled in
+process (the same API call `tether agent enroll` makes) rather than by a second subprocess.
+A control plane "down" for an agent is the proxy refusing connections: the server itself stays.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import joblib
+import numpy as np
+import pytest
+
+from agent.client import ControlPlaneClient
+from agent.state import Identity, StateStore, utcnow
+from agent.trust import TrustStore
+from common.schemas import EnrollRequest
+from tests.agent.conftest import (  # noqa: F401 - fixtures of the in-process agent tests
+    enrolled,
+    env,
+    make_agent,
+    push,
+    transport,
+    wine_example,
+    wine_v2_bytes,
+)
+from tests.agent_trust.test_refusals import serving  # noqa: F401 - a fixture, as above
+from tests.support.agent_process import AgentProcess
+from tests.support.faulty_proxy import FaultyProxy
+from tests.support.models import train_wine, wine_frame
+from tests.support.processes import ServerProcess
+
+ROWS = wine_frame()[0].iloc[:2].to_dict("records")
+
+
+class Admin:
+    """The operator's side of one control plane, over real HTTP."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.server = server
+        self.http = httpx.Client(
+            base_url=server.url,
+            timeout=30,
+            headers={"Authorization": f"Bearer {server.admin_token}"},
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def push(self, model: str, artifact: bytes, example: list[dict] | None = ROWS) -> dict:
+        response = self.http.post(
+            f"/api/v1/models/{model}/versions",
+            files={"artifact": ("m.joblib", artifact)},
+            data={"metadata": json.dumps({"input_example": example})},
+        )
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def environment(self, name: str) -> None:
+        response = self.http.put(f"/api/v1/environments/{name}", json={})
+        assert response.status_code in (200, 201), response.text
+
+    def desire(self, environment: str, model: str, version: int) -> int:
+        response = self.http.put(
+            f"/api/v1/environments/{environment}/desired/{model}", json={"version": version}
+        )
+        assert response.status_code == 200, response.text
+        return response.json()["revision"]
+
+    def revision(self, environment: str) -> int:
+        return self.http.get(f"/api/v1/environments/{environment}/desired").json()["revision"]
+
+    def enrollment_token(self, environment: str) -> str:
+        response = self.http.post(
+            "/api/v1/tokens", json={"role": "enrollment", "environment": environment}
+        )
+        assert response.status_code == 201, response.text
+        return response.json()["token"]
+
+    def actual(self, environment: str, model: str) -> dict:
+        """Return the one agent's reported actual state of `model` in `environment`."""
+        status = self.http.get(f"/api/v1/environments/{environment}/status").json()
+        return status["agents"][0]["models"].get(model, {}).get("actual") or {}
+
+    def converged(self, environment: str, revision: int) -> bool:
+        status = self.http.get(f"/api/v1/environments/{environment}/status").json()
+        return (
+            status["revision"] == revision
+            and status["total"] == status["converged"] >= 1
+            and all(agent["applied_revision"] == revision for agent in status["agents"])
+        )
+
+
+def enroll_agent(
+    admin: Admin, environment: str, data_dir: Path, *, url: str | None = None, **env_vars: str
+) -> AgentProcess:
+    """Enroll an agent of `environment` in process and return it (not started), polling `url`."""
+    with ControlPlaneClient(admin.server.url) as client:
+        answer = client.enroll(
+            admin.enrollment_token(environment), EnrollRequest(hostname=data_dir.name)
+        )
+    StateStore(data_dir).save_identity(
+        Identity(
+            agent_id=answer.agent_id,
+            token=answer.token,
+            url=url or admin.server.url,
+            environment=environment,
+            hostname=data_dir.name,
+            enrolled_at=utcnow(),
+        )
+    )
+    TrustStore(data_dir).save(answer.signing_keys)
+    return AgentProcess(data_dir, env=env_vars)
+
+
+def model_bytes(c: float, padding: int = 0) -> bytes:
+    """A wine classifier as joblib bytes, made `padding` bytes bigger by an unused array."""
+    model = train_wine(c=c)
+    if padding:
+        # Random, so no transport can compress it; the pipeline ignores the attribute.
+        model.padding_ = np.random.default_rng(0).integers(0, 255, padding, dtype=np.uint8)
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    return buffer.getvalue()
+
+
+def integrity(database: Path) -> str:
+    """Run PRAGMA integrity_check on a store file and return its verdict."""
+    with sqlite3.connect(database) as conn:
+        verdict = conn.execute("PRAGMA integrity_check").fetchone()[0]
+    conn.close()
+    return verdict
+
+
+@pytest.fixture(scope="session")
+def small_models() -> list[bytes]:
+    return [model_bytes(1.0), model_bytes(0.2)]
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory) -> Iterator[ServerProcess]:
+    with ServerProcess(tmp_path_factory.mktemp("cp") / "data") as server:
+        yield server
+
+
+@pytest.fixture
+def admin(shared_server: ServerProcess) -> Iterator[Admin]:
+    operator = Admin(shared_server)
+    yield operator
+    operator.close()
+
+
+@pytest.fixture
+def proxy(shared_server: ServerProcess) -> Iterator[FaultyProxy]:
+    with FaultyProxy(("127.0.0.1", shared_server.port)) as faulty:
+        yield faulty
