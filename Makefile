@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench load install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench/artifact_pull.py
 	$(BIN)/python scripts/bench/convergence.py
 	$(BIN)/python scripts/bench/drift.py
+
+load: $(STAMP)
+	$(BIN)/python scripts/load/fleet.py --start-server --agents 2000 --duration 300
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tether-data tether-agent

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from common.drift import DriftReport, WindowSketch
-from common.schemas import Name
+from common.schemas import MAX_INTEGER, Name, VersionNumber
 
 ReportId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
 
@@ -64,11 +64,11 @@ class Report(_Strict):
     id: ReportId
     kind: Literal["drift", "shadow"]
     model: Name
-    version: int = Field(ge=1)
-    shadow_version: int | None = Field(default=None, ge=1)
+    version: VersionNumber
+    shadow_version: VersionNumber | None = None
     window_start: datetime
     window_end: datetime
-    requests: int = Field(ge=0)
+    requests: int = Field(ge=0, le=MAX_INTEGER)
     drift: DriftWindow | None = None
     shadow: ShadowMetrics | None = None
 

@@ -17,7 +17,10 @@ from common.signing import PublicKey, Signature
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-VersionNumber = Annotated[int, Field(ge=1)]
+# The largest integer SQLite stores: a bigger one in a field the store keeps is refused as
+# input (422) rather than failing in the database (500).
+MAX_INTEGER = 2**63 - 1
+VersionNumber = Annotated[int, Field(ge=1, le=MAX_INTEGER)]
 
 
 class Strict(BaseModel):
@@ -215,7 +218,7 @@ class TokenCreate(Strict):
     expires_in: Annotated[int, Field(gt=0, le=10 * 365 * 86400)] | None = Field(
         default=None, description="Seconds until the token expires."
     )
-    max_uses: Annotated[int, Field(gt=0)] | None = Field(
+    max_uses: Annotated[int, Field(gt=0, le=MAX_INTEGER)] | None = Field(
         default=None, description="Enrollment tokens: how many agents may enroll with it."
     )
     description: Annotated[str, StringConstraints(max_length=500)] = ""
@@ -290,7 +293,7 @@ class Heartbeat(Strict):
         Annotated[str, StringConstraints(max_length=64)],
         Annotated[str, StringConstraints(max_length=256)],
     ] = Field(default_factory=dict)
-    applied_revision: Annotated[int, Field(ge=0)] = 0
+    applied_revision: Annotated[int, Field(ge=0, le=MAX_INTEGER)] = 0
     models: dict[Name, ActualModel] = Field(default_factory=dict, max_length=1000)
 
 

@@ -133,10 +133,14 @@ def _responses(op: Operation, ref: Refs) -> dict[str, Any]:
         ok["content"] = {
             "application/json": {"schema": {"$ref": ref[(op.response, "serialization")]}}
         }
-    elif op.binary_response:
-        ok["content"] = {
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
-        }
+    elif op.binary_response is not None:
+        # A stored file served as it is: JSON (a reference profile) or opaque bytes.
+        file_schema = (
+            {"type": "object"}
+            if op.binary_response == "application/json"
+            else {"type": "string", "format": "binary"}
+        )
+        ok["content"] = {op.binary_response: {"schema": file_schema}}
     headers = {
         name: {"description": text, "schema": {"type": "string"}}
         for name, text in op.response_headers.items()
@@ -145,6 +149,8 @@ def _responses(op: Operation, ref: Refs) -> dict[str, Any]:
     if headers:
         ok["headers"] = headers
     responses[str(op.status)] = ok
+    if op.other_status is not None:
+        responses[str(op.other_status)] = {**ok, "description": _STATUS_TEXT[op.other_status]}
     for status in op.errors:
         if status in (304, 206):
             responses[str(status)] = {"description": _STATUS_TEXT[status]}

@@ -36,7 +36,8 @@ def reference() -> str:
             (op for op in OPERATIONS if op.tag == tag), key=lambda o: (o.path, o.method)
         ):
             roles = "public" if op.roles is None else ", ".join(sorted(r.value for r in op.roles))
-            success = f"{op.status} {op.response.__name__}" if op.response else str(op.status)
+            status = str(op.status) + (f"/{op.other_status}" if op.other_status else "")
+            success = f"{status} {op.response.__name__}" if op.response else status
             errors = ", ".join(map(str, op.errors)) or "-"
             cells = [op.method.upper(), f"`{op.path}`", roles, success, errors, op.summary]
             lines.append("| " + " | ".join(cells) + " |")

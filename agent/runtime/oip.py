@@ -115,7 +115,7 @@ def _read_tensor(index: int, tensor: Any) -> _Tensor:
     ):
         raise InvalidInput(f"{label}: 'shape' must be an array of non-negative integers")
     datatype = tensor.get("datatype")
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise InvalidInput(
             f"{label}: unknown datatype {datatype!r} (use one of {', '.join(sorted(DATATYPES))})"
         )

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from common.names import check_name
 from common.schemas import (
+    MAX_INTEGER,
     ActionReason,
     DesiredModelUpdate,
     DesiredState,
@@ -34,7 +35,13 @@ MAX_REASON = 2000
 
 class HistoryQuery(BaseModel):
     limit: int = Field(default=100, ge=1, le=1000)
-    before: int | None = Field(default=None, ge=1, description="Only entries with a smaller id.")
+    before: int | None = Field(
+        default=None, ge=1, le=MAX_INTEGER, description="Only entries with a smaller id."
+    )
+
+
+class ReasonQuery(BaseModel):
+    reason: str = Field(default="", max_length=MAX_REASON, description="Why, for the history.")
 
 
 @operation(
@@ -46,6 +53,7 @@ class HistoryQuery(BaseModel):
     body=EnvironmentCreate,
     response=Environment,
     status=201,
+    other_status=200,
 )
 def create_environment(env: str):
     """Create an environment; on an existing one, 200, updating the description if given."""
@@ -131,6 +139,7 @@ def check_desired_update(model: str, body: DesiredModelUpdate) -> None:
     "DELETE",
     roles=ADMIN,
     tag=TAG,
+    query=ReasonQuery,
     response=DesiredState,
     errors=(404, 412),
 )
@@ -141,12 +150,7 @@ def unset_desired(env: str, model: str):
     state = get_store().environments.desired(env)
     if state is None or model not in state.models:
         raise NotFound(f"model {model!r} is not deployed in {env!r}")
-    reason = request.args.get("reason", "")
-    if len(reason) > MAX_REASON:
-        raise Unprocessable(
-            f"reason is over {MAX_REASON} characters",
-            details=[{"field": "query.reason", "message": "too long"}],
-        )
+    reason = parse_query(ReasonQuery).reason
     return _change(env, model, decide.remove_entry, "unset", reason)
 
 
@@ -252,9 +256,12 @@ def _if_match() -> int | None:
         return None
     tag = header.strip().removeprefix("W/").strip('"')
     try:
-        return int(tag)
+        revision = int(tag)
     except ValueError:
-        raise BadRequest(f"If-Match must be a revision number, got {header!r}") from None
+        revision = -1
+    if not 0 <= revision <= MAX_INTEGER:
+        raise BadRequest(f"If-Match must be a revision number, got {header!r}")
+    return revision
 
 
 def _with_etag(state: DesiredState) -> Response:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from flask import Blueprint
 from pydantic import BaseModel, Field
@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from common.drift import ReferenceProfile
 from common.names import check_name
 from common.reports import FleetDrift, FleetShadow
-from control_plane.api.routing import operation, parse_query
+from control_plane.api.routing import QueryTime, operation, parse_query
 from control_plane.app import get_store, state
 from control_plane.auth import READERS
 from control_plane.errors import NotFound
@@ -25,7 +25,9 @@ DEFAULT_LOOKBACK = timedelta(hours=1)
 
 
 class SinceQuery(BaseModel):
-    since: datetime | None = Field(default=None, description="Windows ending after this [1 h ago].")
+    since: QueryTime | None = Field(
+        default=None, description="Windows ending after this [1 h ago]."
+    )
 
 
 @operation(

@@ -202,7 +202,7 @@ def patch_version(model: str, version: int):
     roles=ARTIFACT_READERS,
     tag=TAG,
     errors=(304, 206, 404, 416),
-    binary_response=True,
+    binary_response="application/octet-stream",
     response_headers={
         "ETag": "The artifact's sha256 digest.",
         "If-None-Match": "A digest already held: answered with 304.",
@@ -238,7 +238,7 @@ def download_artifact(model: str, version: int):
     roles=ARTIFACT_READERS,
     tag=TAG,
     errors=(304, 404),
-    binary_response=True,
+    binary_response="application/json",
     response_headers={"ETag": "The profile's sha256 digest."},
 )
 def download_profile(model: str, version: int):

@@ -38,7 +38,7 @@ class ProvisionRequest(Strict):
     roles=READERS,
     tag=TAG,
     errors=(404,),
-    binary_response=True,
+    binary_response="application/x-tar",
     response_headers={"Content-Length": "The exact size of the tar, for progress bars."},
 )
 def export_bundle(env: str):

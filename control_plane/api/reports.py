@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from flask import Blueprint, g, request
@@ -10,7 +9,8 @@ from pydantic import BaseModel, Field
 
 from common.policy import EventKind, EventList
 from common.reports import ReportAck, ReportBatch, ReportList
-from control_plane.api.routing import operation, parse_body, parse_query
+from common.schemas import VersionNumber
+from control_plane.api.routing import QueryTime, operation, parse_body, parse_query
 from control_plane.app import get_store, settings
 from control_plane.auth import AGENTS, READERS, require_own_agent
 from control_plane.errors import NotFound
@@ -22,17 +22,17 @@ TAG = "reports"
 class ReportQuery(BaseModel):
     environment: str | None = None
     model: str | None = None
-    version: int | None = Field(default=None, ge=1)
+    version: VersionNumber | None = None
     agent: str | None = None
     kind: Literal["drift", "shadow"] | None = None
-    since: datetime | None = Field(default=None, description="windows ending at or after this")
+    since: QueryTime | None = Field(default=None, description="windows ending at or after this")
     limit: int = Field(default=1000, ge=1, le=10_000)
 
 
 class EventQuery(BaseModel):
     environment: str | None = None
     kind: EventKind | None = None
-    since: datetime | None = None
+    since: QueryTime | None = None
     limit: int = Field(default=200, ge=1, le=5000)
 
 

@@ -5,17 +5,29 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from flask import Blueprint, request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, ValidationError
 
-from common.schemas import Role
+from common.schemas import MAX_INTEGER, Role
 from control_plane.auth import authorize
-from control_plane.errors import BadRequest, invalid_input
+from control_plane.errors import BadRequest, NotFound, Unprocessable, invalid_input
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _iso_only(value: Any) -> Any:
+    # pydantic would read "1.5" as seconds since 1970; the documented form is ISO 8601.
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        raise ValueError("use an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+QueryTime = Annotated[datetime, BeforeValidator(_iso_only)]
 
 
 @dataclass(frozen=True)
@@ -34,10 +46,11 @@ class Operation:
     query: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
     status: int = 200
+    other_status: int | None = None  # a second success status with the same body
     errors: tuple[int, ...] = ()
     path_params: dict[str, str] = field(default_factory=dict)
     response_headers: dict[str, str] = field(default_factory=dict)
-    binary_response: bool = False
+    binary_response: str | None = None  # the media type of a body that is a file
 
 
 OPERATIONS: list[Operation] = []
@@ -56,9 +69,10 @@ def operation(
     query: type[BaseModel] | None = None,
     response: type[BaseModel] | None = None,
     status: int = 200,
+    other_status: int | None = None,
     errors: tuple[int, ...] = (),
     response_headers: dict[str, str] | None = None,
-    binary_response: bool = False,
+    binary_response: str | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a view as an API operation; `roles=None` makes it public."""
 
@@ -69,6 +83,10 @@ def operation(
         def guarded(**kwargs: Any) -> Any:
             if allowed is not None:
                 authorize(allowed)
+            # Flask's int converter takes any size; nothing stored is numbered past SQLite's.
+            too_big = [k for k, v in kwargs.items() if isinstance(v, int) and v > MAX_INTEGER]
+            if too_big:
+                raise NotFound(f"no {too_big[0]} {kwargs[too_big[0]]}")
             return view(**kwargs)
 
         bp.add_url_rule(rule, endpoint=view.__name__, view_func=guarded, methods=[method])
@@ -95,6 +113,7 @@ def operation(
                 query=query,
                 response=response,
                 status=status,
+                other_status=other_status,
                 errors=tuple(sorted(all_errors)),
                 path_params={
                     name: "integer" if converter == "int" else "string"
@@ -123,7 +142,13 @@ def parse_body(model: type[ModelT]) -> ModelT:
 
 
 def parse_query(model: type[ModelT]) -> ModelT:
-    """Parse the query string into `model`; 422 naming each bad parameter."""
+    """Parse the query string into `model`; 422 naming each bad or unknown parameter."""
+    unknown = sorted(set(request.args) - set(model.model_fields))
+    if unknown:  # a misspelt filter would otherwise be ignored, and match everything
+        raise Unprocessable(
+            f"unknown query parameter(s): {', '.join(repr(name) for name in unknown)}",
+            details=[{"field": f"query.{name}", "message": "unknown"} for name in unknown],
+        )
     try:
         return model.model_validate(request.args.to_dict())
     except ValidationError as error:

@@ -1,0 +1,625 @@
+"""Drive one control plane with a simulated fleet of agents for a bounded time.
+
+Each simulated agent is a real `agent.client.ControlPlaneClient` with its own token and
+connection: it enrolls, polls its manifest with `If-None-Match` (a 304 once it has it), sends
+heartbeats and batches of shadow reports, each at its own interval with jitter, as real agents
+do. Many agents share a process: a small thread pool runs whichever agent's next request is
+due, so the generator costs little CPU next to the server it measures.
+
+    python scripts/load/fleet.py --start-server --agents 200 --duration 30
+    python scripts/load/fleet.py --url http://127.0.0.1:8500 --admin-token-file T \\
+        --server-pid 1234 --agents 2000 --duration 300 --json
+
+Prints requests/s, errors, p50/p99 latency per endpoint and the server's CPU and memory (its
+whole process tree, read from /proc). Exits 1 when any request failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import io
+import json
+import multiprocessing
+import os
+import random
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from agent.client import ControlPlaneClient, ManifestUpdate
+from common.reports import LatencyQuantiles, Report, ShadowMetrics
+from common.schemas import ActualModel, EnrollRequest, Heartbeat
+
+ENV = "load"
+MODEL = "fleet-model"
+ENDPOINTS = ("enroll", "manifest", "heartbeat", "reports")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How often each simulated agent calls each endpoint, in seconds, and how it is spread."""
+
+    poll: float
+    heartbeat: float
+    reports: float
+    reports_per_batch: int
+    jitter: float = 0.2
+    ramp: float = 5.0  # enrollments are spread over this many seconds
+
+
+# --- the server's CPU and memory, from /proc ---------------------------------------------------
+
+
+def process_tree(root: int) -> list[int]:
+    """Return `root` and every process descended from it."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rpartition(")")[2].split()[1])
+        children.setdefault(parent, []).append(int(entry))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def tree_usage(root: int) -> tuple[float, int]:
+    """Return the CPU seconds used so far and the resident bytes of `root`'s process tree."""
+    cpu, rss = 0.0, 0
+    for pid in process_tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # it exited between the listing and the read
+        cpu += (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+        rss += int(fields[21]) * PAGE
+    return cpu, rss
+
+
+class ServerWatch:
+    """Sample the server tree's CPU and memory once a second while the load runs."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_rss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ServerWatch:
+        self._cpu0, _ = tree_usage(self.pid)
+        self._t0 = time.monotonic()
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.peak_rss = max(self.peak_rss, tree_usage(self.pid)[1])
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        cpu, rss = tree_usage(self.pid)
+        self.peak_rss = max(self.peak_rss, rss)
+        wall = time.monotonic() - self._t0
+        self.result = {
+            "pid": self.pid,
+            "processes": len(process_tree(self.pid)),
+            "cpu_seconds": round(cpu - self._cpu0, 2),
+            "cpu_percent": round(100 * (cpu - self._cpu0) / wall, 1) if wall > 0 else 0.0,
+            "rss_mb": round(rss / 2**20, 1),
+            "peak_rss_mb": round(self.peak_rss / 2**20, 1),
+        }
+
+
+# --- setup: an environment, a real model desired there, an enrollment token --------------------
+
+
+def tiny_model_bytes() -> bytes:
+    """A real scikit-learn classifier of iris, as the bytes of a joblib file."""
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    data = load_iris(as_frame=True)
+    buffer = io.BytesIO()
+    joblib.dump(LogisticRegression(max_iter=300).fit(data.data, data.target), buffer)
+    return buffer.getvalue()
+
+
+def prepare(url: str, admin_token: str, agents: int) -> str:
+    """Create the environment and its desired model; return an enrollment token for the fleet."""
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
+        http.put(f"/api/v1/environments/{ENV}", json={}).raise_for_status()
+        listed = http.get(f"/api/v1/models/{MODEL}/versions")
+        if listed.status_code == 404 or not listed.json()["versions"]:
+            pushed = http.post(
+                f"/api/v1/models/{MODEL}/versions",
+                files={"artifact": ("model.joblib", tiny_model_bytes())},
+                data={"metadata": json.dumps({"description": "fleet load test"})},
+            )
+            pushed.raise_for_status()
+            version = pushed.json()["version"]
+        else:
+            listed.raise_for_status()
+            version = listed.json()["versions"][-1]["version"]
+        http.put(
+            f"/api/v1/environments/{ENV}/desired/{MODEL}", json={"version": version}
+        ).raise_for_status()
+        created = http.post(
+            "/api/v1/tokens",
+            json={"role": "enrollment", "environment": ENV, "max_uses": agents},
+        )
+        created.raise_for_status()
+        return created.json()["token"]
+
+
+# --- the simulated agents ----------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """What one worker measured: latencies in ms per endpoint, and errors."""
+
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {e: [] for e in ENDPOINTS})
+    errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ENDPOINTS, 0))
+    statuses: dict[str, dict[str, int]] = field(default_factory=dict)
+    samples: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, endpoint: str, started: float, outcome: str, error: str | None) -> None:
+        elapsed = (time.perf_counter() - started) * 1000
+        with self.lock:
+            self.latencies[endpoint].append(elapsed)
+            counts = self.statuses.setdefault(endpoint, {})
+            counts[outcome] = counts.get(outcome, 0) + 1
+            if error is not None:
+                self.errors[endpoint] += 1
+                if len(self.samples) < 10:
+                    self.samples.append(f"{endpoint}: {error}")
+
+
+class SimulatedAgent:
+    """One agent of the fleet: its client, what it has applied, and its next report."""
+
+    def __init__(self, index: int, url: str) -> None:
+        self.index = index
+        self.url = url
+        self.client: ControlPlaneClient | None = None
+        self.etag: str | None = None
+        self.serving: int | None = None
+
+    def enroll(self, enrollment_token: str) -> float:
+        """Enroll; return when the request started (building the clients is not timed)."""
+        with ControlPlaneClient(self.url, timeout=30, transport=transport()) as anonymous:
+            started = time.perf_counter()
+            answer = anonymous.enroll(
+                enrollment_token,
+                EnrollRequest(hostname=f"load-{self.index}", agent_version="fleet-sim"),
+            )
+        self.client = ControlPlaneClient(
+            self.url, answer.token, agent_id=answer.agent_id, timeout=30, transport=transport()
+        )
+        return started
+
+    def poll(self) -> str:
+        assert self.client is not None
+        result = self.client.fetch_manifest(self.etag)
+        self.etag = result.etag
+        if isinstance(result, ManifestUpdate):
+            entry = result.signed.manifest.models.get(MODEL)
+            self.serving = entry.primary.version if entry else None
+            return "200"
+        return "304"
+
+    def heartbeat(self) -> str:
+        assert self.client is not None
+        models = {MODEL: ActualModel(serving=self.serving)} if self.serving else {}
+        self.client.heartbeat(
+            Heartbeat(
+                agent_version="fleet-sim",
+                hostname=f"load-{self.index}",
+                applied_revision=0,
+                models=models,
+            )
+        )
+        return "200"
+
+    def report(self, count: int) -> str:
+        assert self.client is not None
+        if self.serving is None:
+            return "skipped"
+        ack = self.client.send_reports([shadow_report(self.serving) for _ in range(count)])
+        if len(ack.stored) + len(ack.duplicates) != count:
+            raise RuntimeError(f"{count} reports sent, {len(ack.stored)} acknowledged")
+        return "200"
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+
+def transport() -> httpx.HTTPTransport:
+    """An agent's own connection pool, sharing one TLS context with the others.
+
+    httpx builds a TLS context per client (tens of milliseconds of CPU each); thousands of
+    agents in one process would spend the run doing that instead of sending requests.
+    """
+    return httpx.HTTPTransport(verify=_TLS)
+
+
+_TLS = ssl.create_default_context()
+
+
+def shadow_report(version: int) -> Report:
+    """A shadow report of one minute, as agent/reporting.py builds it."""
+    end = datetime.now(UTC)
+    shadowed = random.randint(50, 500)
+    agreed = int(shadowed * random.uniform(0.9, 1.0))
+    metrics = ShadowMetrics(
+        requests=shadowed,
+        shadowed=shadowed,
+        dropped=0,
+        shadow_errors=0,
+        kind="classifier",
+        agreement=agreed / shadowed,
+        agreed=agreed,
+        primary_latency=LatencyQuantiles(p50=1.0, p95=2.0, p99=3.0),
+        shadow_latency=LatencyQuantiles(p50=1.1, p95=2.2, p99=3.3),
+    )
+    return Report(
+        id=uuid.uuid4().hex,
+        kind="shadow",
+        model=MODEL,
+        version=version,
+        shadow_version=version,
+        window_start=end - timedelta(minutes=1),
+        window_end=end,
+        requests=shadowed,
+        shadow=metrics,
+    )
+
+
+def run_worker(
+    url: str,
+    enrollment_token: str,
+    indices: list[int],
+    pacing: Pacing,
+    deadline: float,
+    threads: int,
+) -> dict:
+    """Run the agents `indices` until the wall-clock `deadline`; return the tally as a dict."""
+    tally = Tally()
+    agents = [SimulatedAgent(i, url) for i in indices]
+    jitter = pacing.jitter
+
+    def spread(interval: float) -> float:
+        return interval * random.uniform(1 - jitter, 1 + jitter)
+
+    # A heap of (when, sequence, agent, action): the next thing each agent does.
+    now = time.time()
+    due: list[tuple[float, int, SimulatedAgent, str]] = []
+    seq = 0
+    for agent in agents:
+        due.append((now + random.uniform(0, pacing.ramp), seq, agent, "enroll"))
+        seq += 1
+    heapq.heapify(due)
+    heap_lock = threading.Lock()
+    follow_up = {"manifest": pacing.poll, "heartbeat": pacing.heartbeat, "reports": pacing.reports}
+
+    def act(agent: SimulatedAgent, action: str) -> None:
+        nonlocal seq
+        started = time.perf_counter()
+        outcome, error = "error", None
+        try:
+            if action == "enroll":
+                started = agent.enroll(enrollment_token)
+                outcome = "201"
+            elif action == "manifest":
+                outcome = agent.poll()
+            elif action == "heartbeat":
+                outcome = agent.heartbeat()
+            else:
+                outcome = agent.report(pacing.reports_per_batch)
+        except Exception as failure:  # every failure is counted, whatever its kind
+            error = f"{type(failure).__name__}: {failure}"[:300]
+        if outcome != "skipped":
+            tally.record(action, started, outcome, error)
+        at = time.time()
+        with heap_lock:
+            if action == "enroll":
+                if agent.client is None:
+                    return  # could not enroll: counted, and this agent stops
+                # The first poll at once, the rest spread over their intervals.
+                nexts = [
+                    (at, "manifest"),
+                    (at + random.uniform(0, pacing.heartbeat), "heartbeat"),
+                    (at + random.uniform(0, pacing.reports), "reports"),
+                ]
+            else:
+                nexts = [(at + spread(follow_up[action]), action)]
+            for when, what in nexts:
+                seq += 1
+                heapq.heappush(due, (when, seq, agent, what))
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        inflight: set = set()
+        while time.time() < deadline:
+            with heap_lock:
+                ready = []
+                while due and due[0][0] <= time.time():
+                    ready.append(heapq.heappop(due))
+                wait = (due[0][0] - time.time()) if due else 0.05
+            for _, _, agent, action in ready:
+                inflight.add(pool.submit(act, agent, action))
+            inflight = {f for f in inflight if not f.done()}
+            time.sleep(min(max(wait, 0.001), 0.05, max(deadline - time.time(), 0)))
+        for future in inflight:
+            future.result()
+    for agent in agents:
+        agent.close()
+    return {
+        "latencies": tally.latencies,
+        "errors": tally.errors,
+        "statuses": tally.statuses,
+        "samples": tally.samples,
+        "enrolled": sum(agent.client is not None for agent in agents),
+    }
+
+
+def _worker_entry(args: tuple) -> dict:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    return run_worker(*args)
+
+
+# --- figures -----------------------------------------------------------------------------------
+
+
+def quantile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summarise(parts: list[dict], seconds: float, agents: int) -> dict:
+    endpoints = {}
+    total = errors = 0
+    for name in ENDPOINTS:
+        values = [v for part in parts for v in part["latencies"][name]]
+        failed = sum(part["errors"][name] for part in parts)
+        statuses: dict[str, int] = {}
+        for part in parts:
+            for status, count in part["statuses"].get(name, {}).items():
+                statuses[status] = statuses.get(status, 0) + count
+        total += len(values)
+        errors += failed
+        p50, p99 = quantile(values, 0.5), quantile(values, 0.99)
+        endpoints[name] = {
+            "requests": len(values),
+            "per_second": round(len(values) / seconds, 1),
+            "errors": failed,
+            "statuses": statuses,
+            "p50_ms": round(p50, 1) if p50 is not None else None,
+            "p99_ms": round(p99, 1) if p99 is not None else None,
+            "max_ms": round(max(values), 1) if values else None,
+        }
+    every = [v for part in parts for name in ENDPOINTS for v in part["latencies"][name]]
+    p99_all = quantile(every, 0.99)
+    return {
+        "agents": agents,
+        "enrolled": sum(part["enrolled"] for part in parts),
+        "seconds": round(seconds, 1),
+        "requests": total,
+        "requests_per_second": round(total / seconds, 1),
+        "errors": errors,
+        "p99_ms": round(p99_all, 1) if p99_all is not None else None,
+        "endpoints": endpoints,
+        "error_samples": [s for part in parts for s in part["samples"]][:10],
+    }
+
+
+def print_table(result: dict) -> None:
+    print(
+        f"{result['agents']} agents ({result['enrolled']} enrolled), {result['seconds']} s: "
+        f"{result['requests']} requests, {result['requests_per_second']} req/s, "
+        f"{result['errors']} errors, p99 {result['p99_ms']} ms"
+    )
+    print(
+        f"{'endpoint':<10} {'requests':>9} {'req/s':>7} {'errors':>7} {'p50 ms':>8} {'p99 ms':>8}"
+    )
+    for name, row in result["endpoints"].items():
+        print(
+            f"{name:<10} {row['requests']:>9} {row['per_second']:>7} {row['errors']:>7} "
+            f"{row['p50_ms'] if row['p50_ms'] is not None else '-':>8} "
+            f"{row['p99_ms'] if row['p99_ms'] is not None else '-':>8}"
+        )
+    server = result.get("server")
+    if server:
+        print(
+            f"server (pid {server['pid']}, {server['processes']} processes): "
+            f"CPU {server['cpu_percent']}% of one core ({server['cpu_seconds']} s), "
+            f"RSS {server['rss_mb']} MB (peak {server['peak_rss_mb']} MB)"
+        )
+    for sample in result["error_samples"]:
+        print(f"  error: {sample}")
+
+
+# --- running it --------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def started_server(workers: int | None) -> Iterator[tuple[str, str, int]]:
+    """Start `tether server` on a free port and a temporary data dir; yield url, token, pid."""
+    with tempfile.TemporaryDirectory(prefix="tether-load-") as tmp:
+        data_dir = Path(tmp) / "data"
+        port = free_port()
+        command = [sys.executable, "-m", "common", "server", "--data-dir", str(data_dir)]
+        command += ["--port", str(port)]
+        if workers:
+            command += ["--workers", str(workers)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
+        with open(Path(tmp) / "server.log", "wb") as log:
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"the server exited with {process.returncode}")
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the server did not become ready within 60 s")
+                time.sleep(0.1)
+            yield url, (data_dir / "admin.token").read_text().strip(), process.pid
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def run_fleet(
+    url: str,
+    admin_token: str,
+    server_pid: int | None,
+    *,
+    agents: int,
+    duration: float,
+    pacing: Pacing,
+    processes: int,
+    threads: int,
+) -> dict:
+    """Set up, run the fleet for `duration` seconds, and return the figures."""
+    enrollment = prepare(url, admin_token, agents)
+    slices = [list(range(agents))[i::processes] for i in range(processes)]
+    started = time.time()
+    deadline = started + duration
+    jobs = [(url, enrollment, part, pacing, deadline, threads) for part in slices if part]
+    # The worker processes are forked before the watcher's thread starts: no fork with threads.
+    pool = multiprocessing.get_context("fork").Pool(len(jobs)) if len(jobs) > 1 else None
+    watch = ServerWatch(server_pid) if server_pid else None
+    try:
+        if watch:
+            watch.__enter__()
+        parts = [run_worker(*jobs[0])] if pool is None else pool.map(_worker_entry, jobs)
+    finally:
+        if watch:
+            watch.__exit__(None, None, None)
+        if pool is not None:
+            pool.close()
+            pool.join()
+    result = summarise(parts, time.time() - started, agents)
+    result["pacing"] = {
+        "poll_s": pacing.poll,
+        "heartbeat_s": pacing.heartbeat,
+        "reports_s": pacing.reports,
+        "reports_per_batch": pacing.reports_per_batch,
+        "jitter": pacing.jitter,
+        "ramp_s": pacing.ramp,
+    }
+    result["generator"] = {"processes": len(jobs), "threads_per_process": threads}
+    if watch:
+        result["server"] = watch.result
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    target = parser.add_argument_group("the control plane")
+    target.add_argument("--url", help="the control plane to drive")
+    target.add_argument("--admin-token", help="an admin token (or --admin-token-file)")
+    target.add_argument("--admin-token-file", type=Path)
+    target.add_argument("--server-pid", type=int, help="measure this process tree's CPU/memory")
+    target.add_argument(
+        "--start-server", action="store_true", help="start a server on a temp dir and drive it"
+    )
+    target.add_argument("--server-workers", type=int, help="with --start-server [its default]")
+    fleet = parser.add_argument_group("the fleet")
+    fleet.add_argument("--agents", type=int, default=200)
+    fleet.add_argument("--duration", type=float, default=30.0, help="seconds [30]")
+    fleet.add_argument("--poll-interval", type=float, default=10.0, help="seconds [10]")
+    fleet.add_argument("--heartbeat-interval", type=float, default=15.0, help="seconds [15]")
+    fleet.add_argument("--report-interval", type=float, default=30.0, help="seconds [30]")
+    fleet.add_argument("--reports-per-batch", type=int, default=5)
+    fleet.add_argument("--ramp", type=float, help="seconds to spread enrollments [duration/6]")
+    fleet.add_argument("--processes", type=int, help="generator processes [1, or 2 past 500]")
+    fleet.add_argument("--threads", type=int, default=16, help="threads per process [16]")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    if args.agents < 1 or args.duration <= 0:
+        parser.error("--agents and --duration must be positive")
+    pacing = Pacing(
+        poll=args.poll_interval,
+        heartbeat=args.heartbeat_interval,
+        reports=args.report_interval,
+        reports_per_batch=args.reports_per_batch,
+        ramp=args.ramp if args.ramp is not None else min(args.duration / 6, 30.0),
+    )
+    processes = args.processes or (1 if args.agents <= 500 else 2)
+    options = dict(
+        agents=args.agents,
+        duration=args.duration,
+        pacing=pacing,
+        processes=processes,
+        threads=args.threads,
+    )
+    if args.start_server:
+        with started_server(args.server_workers) as (url, token, pid):
+            result = run_fleet(url, token, pid, **options)  # type: ignore[arg-type]
+    else:
+        if not args.url:
+            parser.error("give --url (with an admin token) or --start-server")
+        token = args.admin_token
+        if token is None and args.admin_token_file is not None:
+            token = args.admin_token_file.read_text().strip()
+        if not token:
+            parser.error("give --admin-token or --admin-token-file")
+        result = run_fleet(args.url, token, args.server_pid, **options)  # type: ignore[arg-type]
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_table(result)
+    return 1 if result["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

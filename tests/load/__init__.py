@@ -1,0 +1,1 @@
+"""Load: a simulated fleet against one real control plane."""
