@@ -376,6 +376,15 @@ class SignedManifest(BaseModel):
             signed._received = data["manifest"]
         return signed
 
+    def __eq__(self, other: object) -> bool:
+        # The same manifest is equal however it arrived: what arrived matters to verify only.
+        if not isinstance(other, SignedManifest):
+            return NotImplemented
+        mine = (self.manifest, self.signatures, self.poll_after)
+        return mine == (other.manifest, other.signatures, other.poll_after)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like every pydantic model
+
     def signed_document(self) -> dict[str, Any]:
         """Return what the signatures cover: the manifest as received, else as built here."""
         if self._received is not None:

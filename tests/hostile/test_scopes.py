@@ -130,6 +130,9 @@ ROWS = [
     Row("GET", f"{P}/events", f"{P}/events", "401 401 200 403 403 403 200"),
     Row("POST", f"{P}/tokens", f"{P}/tokens", "401 401 403 403 403 403 201", {"role": "viewer"}),
     Row("GET", f"{P}/tokens", f"{P}/tokens", "401 401 403 403 403 403 200"),
+    # No such token: the admin's revocation is a 404, and no one else's is even looked up.
+    Row("DELETE", f"{P}/tokens/{{token_id}}", f"{P}/tokens/tok_unknown",
+        "401 401 403 403 403 403 404"),
     Row("GET", "/healthz", "/healthz", "200 200 200 200 200 200 200"),
     Row("GET", "/readyz", "/readyz", "200 200 200 200 200 200 200"),
     # Changes of the desired state last: promote (v2 serves), roll back (v1 again), unset.
