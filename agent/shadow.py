@@ -222,9 +222,12 @@ class ShadowRunner:
         return window
 
     def _work(self) -> None:
-        # Linux schedules threads one by one: the shadow yields the CPU to request threads.
-        with contextlib.suppress(OSError, AttributeError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SHADOW_NICENESS)
+        if self.process is None:
+            # Linux schedules threads one by one: the shadow yields the CPU to request threads.
+            # (A child inherits its starter's niceness and would then import its libraries at
+            # the lowest priority, which takes minutes on a busy host: it lowers its own, after.)
+            with contextlib.suppress(OSError, AttributeError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SHADOW_NICENESS)
         while True:
             batch = [self._queue.get()]
             if isinstance(batch[0], PredictionEvent) and self.linger > 0:

@@ -51,6 +51,7 @@ class ShadowProcess:
         self._child: subprocess.Popen[bytes] | None = None
         self._loaded: dict[Any, Any] = {}  # key -> model sent to the current child
         self._lock = threading.Lock()
+        self._stopped = False
 
     @property
     def pid(self) -> int | None:
@@ -86,6 +87,7 @@ class ShadowProcess:
     def stop(self, timeout: float = 2.0) -> None:
         """End the child: close its stdin, then kill it if it lingers."""
         # A child stuck in a model holds the lock in predict(): take the child without it then.
+        self._stopped = True  # no batch still on its way starts another child
         locked = self._lock.acquire(timeout=timeout)
         try:
             child, self._child = self._child, None
@@ -111,12 +113,20 @@ class ShadowProcess:
             return child
         if child is not None:
             self._crashed(f"exit status {child.returncode}")
+        if self._stopped:
+            raise ShadowCrashed("the shadow process was stopped")
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             [str(_ROOT), *filter(None, [env.get("PYTHONPATH", "")])]
         )
         child = subprocess.Popen(
-            [sys.executable, "-m", "agent.shadow_process", str(self._target_niceness())],
+            [
+                sys.executable,
+                "-m",
+                "agent.shadow_process",
+                str(self._target_niceness()),
+                str(os.getpid()),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -204,12 +214,13 @@ def serve(inbox: BinaryIO, outbox: BinaryIO) -> None:
 
 
 def main() -> None:
-    parent = os.getppid()
+    """Serve as `python -m agent.shadow_process NICENESS PARENT_PID`, libraries already loaded."""
+    niceness, parent = int(sys.argv[1]), int(sys.argv[2])
     _die_with_parent()
-    if os.getppid() != parent:  # the parent died before prctl took effect
+    if os.getppid() != parent:  # the agent died before prctl took effect
         return
     with contextlib.suppress(OSError):  # lowering our niceness may need a privilege we lack
-        os.setpriority(os.PRIO_PROCESS, 0, int(sys.argv[1]) if len(sys.argv) > 1 else 19)
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)
     # Answers go on a private copy of stdout; stray prints from models go to stderr.
     outbox = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

@@ -171,15 +171,19 @@ def test_the_child_dies_when_the_agent_is_killed():
         agent.stdout.close()  # type: ignore[union-attr]
 
 
-def test_stop_ends_a_child_stuck_in_its_model(tmp_path: Path, wine_pair):
+def test_stop_ends_a_child_stuck_in_its_model_and_starts_no_other(tmp_path: Path, wine_pair):
     primary, _ = wine_pair
     runner = ShadowRunner(queue_size=10, isolation="process", linger=0.0)
     runner.prepare()
     assert runner.wait_idle()
     pid = runner.process.pid
-    submit_rows(runner, Deployed(primary=primary, shadow=GatedShadow(9, tmp_path / "never")), 0, 1)  # type: ignore[arg-type]
+    stuck = Deployed(primary=primary, shadow=GatedShadow(9, tmp_path / "never"))  # type: ignore[arg-type]
+    submit_rows(runner, stuck, 0, 1)
     time.sleep(0.5)  # the child is now waiting on a gate that never opens
+    submit_rows(runner, stuck, 1, 4)  # queued behind it
     started = time.monotonic()
     runner.stop(timeout=1.0)
     assert time.monotonic() - started < 10
     assert gone(pid, 5)
+    runner.wait_idle(timeout=10)  # the worker works through what was queued, with no child
+    assert (runner.process.pid, runner.process_starts) == (None, 1)
