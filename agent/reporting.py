@@ -1,6 +1,6 @@
 """Hang shadow runs and drift windows off the predict path, and report them every window.
 
-The predict path only calls `on_prediction` (counting rows into the drift sketch, then a
+The predict path only calls `on_prediction` (queueing the rows for the drift window, then a
 non-blocking hand-off to the shadow queue). A background thread cuts the windows into reports
 every `report_interval` seconds (or sooner after `report_max_requests` requests), keeps them in
 the outbox, and sends what the outbox holds whenever the control plane answers.
@@ -60,7 +60,7 @@ class ReportingLoop:
         self._thread = threading.Thread(target=self._run, name="reporting", daemon=True)
 
     def on_prediction(self, event: PredictionEvent) -> None:
-        """Count the request into the drift window and hand it to the shadow (never blocks)."""
+        """Queue the request for the drift window and hand it to the shadow (never blocks)."""
         self.drift.observe(event)
         self.shadow.submit(event)
         self._requests += len(event.rows)
@@ -74,6 +74,8 @@ class ReportingLoop:
         """Point the model's drift window at the new primary and its reference profile."""
         version = deployed.primary.version
         self.drift.serve(name, version, self._profile(name, version))
+        if deployed.shadow is not None:
+            self.shadow.prepare()
 
     def start(self) -> None:
         self._thread.start()

@@ -2,8 +2,16 @@
 
 The request thread only puts the event on a bounded queue (`put_nowait`): when the queue is full
 the item is dropped and counted, so the shadow can never slow the primary down. A worker thread
-runs the shadow, pairs its answer with the primary's by request id and accumulates the window's
-comparison; ground truth from /feedback scores both models on the same requests.
+waits `linger` seconds after the first event so that a batch builds up in the queue, then runs
+the whole backlog through the shadow in one call: a model's per-call overhead is paid a few times
+a second rather than per request. With `isolation="process"` (the agent's default) the call runs
+in a child process (`agent.shadow_process`) with its own GIL and a lower priority, so the shadow's
+CPU never stalls the primary's request threads; `"thread"` runs it in the worker thread itself.
+The worker pairs the shadow's answers with the primary's by request id and accumulates the
+window's comparison; ground truth from /feedback scores both models on the same requests.
+
+Shadow latency is measured on the first request of each batch, run on its own, so its quantiles
+compare with the primary's (one request per call); the rest of the batch is not timed.
 """
 
 from __future__ import annotations
@@ -17,18 +25,22 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from agent.inference_server import Feedback, PredictionEvent
+from agent.shadow_process import ShadowProcess
 from common.reports import LatencyQuantiles, ShadowMetrics
 
 log = logging.getLogger("tether.agent.shadow")
 LATENCY_SAMPLES = 10_000  # per window and model; a reservoir beyond that
 REMEMBERED_REQUESTS = 50_000  # for feedback that arrives after the answer
-MAX_BATCH = 64  # queued requests run through the shadow in one call
+MAX_BATCH = 256  # queued requests run through the shadow in one call
+LINGER_SECONDS = 0.2  # how long a batch builds up in the queue after its first request
 SHADOW_NICENESS = 10
+Isolation = Literal["process", "thread"]
+_PREPARE = "prepare"  # queued by prepare(): the worker starts the child process
 
 
 @dataclass
@@ -89,24 +101,45 @@ class ShadowWindow:
 
 
 WindowKey = tuple[str, int, int]  # model, primary version, shadow version
+Answer = tuple[WindowKey, tuple[Any, ...], tuple[Any, ...]]  # window, primary's, shadow's
 
 
 class ShadowRunner:
     """Queue live inputs for the shadow model and keep per-window comparisons."""
 
-    def __init__(self, queue_size: int = 1000) -> None:
-        self._queue: queue.Queue[PredictionEvent | None] = queue.Queue(maxsize=queue_size)
+    def __init__(
+        self,
+        queue_size: int = 1000,
+        *,
+        isolation: Isolation = "process",
+        linger: float = LINGER_SECONDS,
+    ) -> None:
+        self.isolation = isolation
+        self.linger = linger
+        self.process = ShadowProcess(SHADOW_NICENESS) if isolation == "process" else None
+        self._queue: queue.Queue[PredictionEvent | str | None] = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()
         self._windows: dict[WindowKey, ShadowWindow] = {}
-        self._answers: OrderedDict[tuple[str, str], tuple[WindowKey, list[Any], list[Any]]] = (
-            OrderedDict()
-        )
+        # Tuples of plain values, which the garbage collector stops tracking: 50,000 remembered
+        # answers as lists would make every full collection (a pause on the request threads)
+        # walk them all.
+        self._answers: OrderedDict[tuple[str, str], Answer] = OrderedDict()
         self._worker = threading.Thread(target=self._work, name="shadow-runner", daemon=True)
         self._worker.start()
 
     @property
     def queue_depth(self) -> int:
         return self._queue.qsize()
+
+    @property
+    def process_crashes(self) -> int:
+        """Times the shadow's child process died (its batch counts as shadow errors)."""
+        return self.process.crashes if self.process is not None else 0
+
+    @property
+    def process_starts(self) -> int:
+        """Child processes started: the first one, then one per crash."""
+        return self.process.starts if self.process is not None else 0
 
     def submit(self, event: PredictionEvent) -> None:
         """Hand a prediction to the shadow; never blocks (drops and counts when full)."""
@@ -157,7 +190,15 @@ class ShadowRunner:
             windows, self._windows = self._windows, {}
         return {key: window.metrics() for key, window in windows.items() if window.requests}
 
-    def wait_idle(self, timeout: float = 5.0) -> bool:
+    def prepare(self) -> None:
+        """Have the worker start the shadow's child process now, ahead of the first batch."""
+        # The worker starts it, not a passing thread: Linux kills the child when the thread
+        # that started it ends (PR_SET_PDEATHSIG follows the thread).
+        if self.process is not None and self.process.pid is None:
+            with contextlib.suppress(queue.Full):  # a full queue: the worker is on its way
+                self._queue.put_nowait(_PREPARE)
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
         """Wait until the queue is drained (for tests and clean shutdown)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -167,10 +208,12 @@ class ShadowRunner:
         return False
 
     def stop(self, timeout: float = 1.0) -> None:
-        """Stop the worker; a shadow still running is abandoned (it is a daemon thread)."""
+        """Stop the worker and the child; a shadow still running in a thread is abandoned."""
         with contextlib.suppress(queue.Full):
             self._queue.put(None, timeout=timeout / 2)
         self._worker.join(timeout=timeout / 2)
+        if self.process is not None:
+            self.process.stop(timeout=timeout)
 
     def _window(self, key: WindowKey, kind: str) -> ShadowWindow:
         window = self._windows.get(key)
@@ -179,20 +222,26 @@ class ShadowRunner:
         return window
 
     def _work(self) -> None:
-        # Linux schedules threads one by one: the shadow yields the CPU to request threads.
-        with contextlib.suppress(OSError, AttributeError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SHADOW_NICENESS)
+        if self.process is None:
+            # Linux schedules threads one by one: the shadow yields the CPU to request threads.
+            # (A child inherits its starter's niceness and would then import its libraries at
+            # the lowest priority, which takes minutes on a busy host: it lowers its own, after.)
+            with contextlib.suppress(OSError, AttributeError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SHADOW_NICENESS)
         while True:
             batch = [self._queue.get()]
-            # A backlog is run as one predict call: sklearn's per-call overhead is paid once,
-            # so the shadow holds the GIL (and a core) far less while the primary is busy.
+            if isinstance(batch[0], PredictionEvent) and self.linger > 0:
+                # The backlog waits in the bounded queue, so drops still happen at its bound.
+                time.sleep(self.linger)
             while len(batch) < MAX_BATCH:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
             try:
-                events = [event for event in batch if event is not None]
+                if _PREPARE in batch and self.process is not None:
+                    self.process.start()
+                events = [event for event in batch if isinstance(event, PredictionEvent)]
                 for group in _by_shadow(events):
                     self._shadow(group)
             except Exception:  # one bad request must not end the shadow worker
@@ -208,20 +257,41 @@ class ShadowRunner:
         shadow = first.deployed.shadow
         assert shadow is not None
         key = (first.model, first.version, shadow.version)
-        rows = [row for event in events for row in event.rows]
-        started = time.perf_counter()
-        try:
+        # The first request alone gives a latency sample comparable with the primary's.
+        for part, timed in ((events[:1], True), (events[1:], False)):
+            if not part:
+                continue
+            rows = [row for event in part for row in event.rows]
+            try:
+                answer, seconds = self._predict(shadow, rows)
+            except Exception as error:
+                with self._lock:
+                    self._window(key, shadow.kind).errors += len(rows)
+                log.debug("shadow v%s failed: %s", shadow.version, error)
+                continue
+            elapsed_ms = seconds * 1000 if timed else None
+            self._record(key, shadow.kind, part, answer, elapsed_ms)
+
+    def _predict(self, shadow: Any, rows: list[dict[str, Any]]) -> tuple[Any, float]:
+        if self.process is None:
+            started = time.perf_counter()
             answer = shadow.predict(rows)
-        except Exception as error:
-            with self._lock:
-                self._window(key, shadow.kind).errors += len(rows)
-            log.debug("shadow v%s failed: %s", shadow.version, error)
-            return
-        # Per request: exact for a batch of one, the amortised share for a backlog.
-        elapsed_ms = (time.perf_counter() - started) * 1000 / len(events)
+            return answer, time.perf_counter() - started
+        return self.process.predict(shadow, rows)
+
+    def _record(
+        self,
+        key: WindowKey,
+        kind: str,
+        events: list[PredictionEvent],
+        answer: Any,
+        elapsed_ms: float | None,
+    ) -> None:
         offset = 0
         with self._lock:
-            window = self._window(key, shadow.kind)
+            window = self._window(key, kind)
+            if elapsed_ms is not None and len(window.shadow_ms) < LATENCY_SAMPLES:
+                window.shadow_ms.append(elapsed_ms)
             for event in events:
                 count = len(event.rows)
                 predictions = answer.predictions[offset : offset + count]
@@ -229,11 +299,11 @@ class ShadowRunner:
                     answer.probabilities[offset : offset + count] if answer.probabilities else None
                 )
                 offset += count
-                self._compare(window, shadow.kind, event, predictions, probabilities, elapsed_ms)
+                self._compare(window, kind, event, predictions, probabilities)
                 self._answers[(event.model, event.request_id)] = (
                     key,
-                    list(event.prediction.predictions),
-                    list(predictions),
+                    tuple(event.prediction.predictions),
+                    tuple(predictions),
                 )
             while len(self._answers) > REMEMBERED_REQUESTS:
                 self._answers.popitem(last=False)
@@ -245,22 +315,19 @@ class ShadowRunner:
         event: PredictionEvent,
         predictions: list[Any],
         probabilities: list[list[float]] | None,
-        elapsed_ms: float,
     ) -> None:
         primary = event.prediction
         window.shadowed += len(event.rows)
-        if len(window.shadow_ms) < LATENCY_SAMPLES:
-            window.shadow_ms.append(elapsed_ms)
         if kind == "classifier":
             window.agreed += sum(
                 _same(a, b) for a, b in zip(primary.predictions, predictions, strict=False)
             )
             if primary.probabilities and probabilities:
                 for p, s in zip(primary.probabilities, probabilities, strict=False):
-                    if len(p) == len(s):
-                        window.proba_diff_sum += float(
-                            np.mean(np.abs(np.asarray(p) - np.asarray(s)))
-                        )
+                    if len(p) == len(s) and p:
+                        # Plain floats: numpy's per-call cost would be most of the work here.
+                        diff = sum(abs(a - b) for a, b in zip(p, s, strict=True))
+                        window.proba_diff_sum += diff / len(p)
                         window.proba_diff_n += 1
             return
         for p, s in zip(primary.predictions, predictions, strict=False):

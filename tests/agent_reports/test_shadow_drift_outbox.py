@@ -6,53 +6,18 @@ import threading
 import time
 from pathlib import Path
 
-import joblib
 import pytest
 
 from agent.drift_window import DriftWindows
-from agent.inference_server import Feedback, PredictionEvent
+from agent.inference_server import Feedback
 from agent.outbox import Outbox
 from agent.reporter import Reporter
-from agent.runtime import load_model
 from agent.shadow import ShadowRunner
 from agent.slots import Deployed
-from common.digests import sha256_file
 from common.drift import build_profile
 from common.reports import ReportAck
-from tests.support.models import train_wine, wine_frame
-
-
-@pytest.fixture(scope="module")
-def wine_pair(tmp_path_factory):
-    """Two real wine classifiers: v1 and a slightly different v2."""
-    folder = tmp_path_factory.mktemp("pair")
-    loaded = []
-    for version, c in ((1, 1.0), (2, 0.05)):
-        path = folder / f"v{version}.joblib"
-        joblib.dump(train_wine(c=c), path)
-        loaded.append(
-            load_model(
-                path, name="wine", version=version, sha256=sha256_file(path), format="joblib"
-            )
-        )
-    return loaded
-
-
-def event(deployed: Deployed, rows: list[dict], request_id: str) -> PredictionEvent:
-    prediction = deployed.primary.predict(rows)
-    return PredictionEvent(
-        model="wine",
-        version=deployed.primary.version,
-        request_id=request_id,
-        rows=rows,
-        prediction=prediction,
-        latency_seconds=0.001,
-        deployed=deployed,
-    )
-
-
-def rows_of(frame, start: int, stop: int) -> list[dict]:
-    return frame.iloc[start:stop].to_dict(orient="records")
+from tests.agent_reports.support import event, rows_of
+from tests.support.models import wine_frame
 
 
 def test_shadow_agreement_and_feedback_accuracy_on_the_same_requests(wine_pair):
@@ -100,7 +65,7 @@ class SlowShadow:
 def test_a_full_queue_drops_and_counts_without_blocking(wine_pair):
     primary, _ = wine_pair
     slow = SlowShadow()
-    runner = ShadowRunner(queue_size=2)
+    runner = ShadowRunner(queue_size=2, isolation="thread")  # the shadow holds a threading.Event
     deployed = Deployed(primary=primary, shadow=slow)  # type: ignore[arg-type]
     features, _ = wine_frame()
     started = time.perf_counter()
