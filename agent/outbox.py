@@ -10,7 +10,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from common.reports import Report
@@ -40,17 +41,14 @@ class Outbox:
     def put(self, reports: Iterable[Report]) -> int:
         """Store reports durably; return how many were new."""
         rows = [(r.id, time.time(), r.model_dump_json()) for r in reports]
-        with self._lock:
+        with self._transaction():
             before = self._count("reports")
-            self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("INSERT OR IGNORE INTO reports VALUES (?, ?, ?)", rows)
-            self._db.execute("COMMIT")
             return self._count("reports") - before
 
     def put_heartbeat(self, heartbeat: Heartbeat) -> None:
         """Keep a heartbeat for the next offline export (only the newest few are kept)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._transaction():
             self._db.execute(
                 "INSERT INTO heartbeats (created, body) VALUES (?, ?)",
                 (time.time(), heartbeat.model_dump_json()),
@@ -60,7 +58,6 @@ class Outbox:
                 "(SELECT id FROM heartbeats ORDER BY id DESC LIMIT ?)",
                 (KEEP_HEARTBEATS,),
             )
-            self._db.execute("COMMIT")
 
     def pending(self, limit: int = 500) -> list[Report]:
         """Return the oldest reports not yet acknowledged."""
@@ -78,11 +75,9 @@ class Outbox:
     def acknowledge(self, report_ids: Iterable[str]) -> int:
         """Drop acknowledged reports; return how many were removed."""
         ids = [(report_id,) for report_id in report_ids]
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._transaction():
             before = self._count("reports")
             self._db.executemany("DELETE FROM reports WHERE id = ?", ids)
-            self._db.execute("COMMIT")
             return before - self._count("reports")
 
     def clear_heartbeats(self) -> None:
@@ -97,6 +92,22 @@ class Outbox:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """Hold the lock over one write transaction, rolled back if any statement fails.
+
+        A failed write (disk full, say) must not leave the transaction open: every later
+        write would then fail on BEGIN, long after the disk has room again.
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def _count(self, table: str) -> int:
         return self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]

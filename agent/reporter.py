@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -14,6 +15,8 @@ from common.reports import Report, ReportAck
 
 log = logging.getLogger("tether.agent.reports")
 BATCH = 100
+# Reports the outbox could not take (disk full) wait in memory for the next cut, up to this many.
+MAX_UNSAVED = 1000
 
 
 class Reporter:
@@ -26,6 +29,7 @@ class Reporter:
         self.window_start = datetime.now(UTC)
         # Rows the shadow dropped, per model, over every window cut so far (for /metrics).
         self.shadow_dropped: dict[str, int] = {}
+        self.unsaved: list[Report] = []
 
     def cut(self, now: datetime | None = None) -> list[Report]:
         """Close the current windows into reports, stored durably in the outbox."""
@@ -61,9 +65,27 @@ class Reporter:
             )
             for (model, version, shadow_version), metrics in shadowed
         ]
-        if reports:
-            self.outbox.put(reports)
+        self._save(reports)
         return reports
+
+    def _save(self, reports: list[Report]) -> None:
+        """Store reports, with any an earlier cut could not store; keep them if this fails too."""
+        waiting = self.unsaved + reports
+        if not waiting:
+            return
+        try:
+            self.outbox.put(waiting)
+        except (sqlite3.Error, OSError) as error:
+            self.unsaved = waiting[-MAX_UNSAVED:]
+            lost = len(waiting) - len(self.unsaved)
+            log.error(
+                "the outbox cannot store %d report(s) (%s): kept in memory for the next window%s",
+                len(waiting),
+                error,
+                f"; the {lost} oldest are lost" if lost else "",
+            )
+            return
+        self.unsaved = []
 
     def flush(self, send: Callable[[list[Report]], ReportAck], limit: int = 10_000) -> int:
         """Send waiting reports in batches; drop each one only once it is acknowledged."""

@@ -108,7 +108,10 @@ class ReportingLoop:
             if self._stopping.is_set():
                 break
             if time.monotonic() >= deadline or self._requests >= self.max_requests:
-                self.cut_and_send()
+                try:
+                    self.cut_and_send()
+                except Exception:  # the loop must outlive any one window: it is the only one
+                    log.exception("reporting failed; the next window tries again")
                 deadline = time.monotonic() + self.interval
         self.shadow.wait_idle(timeout=FINAL_FLUSH_SECONDS / 4)
         self.cut_and_send()

@@ -151,3 +151,32 @@ def test_flush_stops_when_nothing_is_acknowledged(tmp_path: Path, wine_pair):
     runner.stop()
     assert reporter.flush(lambda batch: ReportAck(stored=[], duplicates=[])) == 0
     assert outbox.depth() == 1
+
+
+def test_a_full_disk_keeps_the_window_for_the_next_cut(tmp_path: Path, wine_pair):
+    """SQLite's own 'database or disk is full', from a page cap: the window waits, then lands."""
+    primary, _ = wine_pair
+    features, _ = wine_frame()
+    profile = build_profile(
+        features, predictions=primary.predict(features.to_dict(orient="records")).predictions
+    )
+    windows = DriftWindows()
+    windows.serve("wine", 1, profile)  # a report with a sketch: larger than a free page
+    deployed = Deployed(primary=primary)
+    outbox = Outbox(tmp_path / "outbox.db")
+    reporter = Reporter(ShadowRunner(), windows, outbox)
+    pages = outbox._db.execute("PRAGMA page_count").fetchone()[0]
+    outbox._db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full from here on
+
+    windows.observe(event(deployed, rows_of(features, 0, 5), "r0"))
+    first = reporter.cut()
+    assert [r.requests for r in first] == [5]  # rows
+    assert outbox.depth() == 0 and reporter.unsaved == first
+
+    outbox._db.execute("PRAGMA max_page_count = 1000000")  # room again
+    windows.observe(event(deployed, rows_of(features, 5, 10), "r1"))
+    second = reporter.cut()
+    assert reporter.unsaved == []
+    stored = {r.id: r for r in outbox.pending()}
+    assert set(stored) == {first[0].id, second[0].id}
+    assert outbox.put([first[0]]) == 0  # stored once: the transaction that failed left nothing
