@@ -11,7 +11,9 @@ The worker pairs the shadow's answers with the primary's by request id and accum
 window's comparison; ground truth from /feedback scores both models on the same requests.
 
 Shadow latency is measured on the first request of each batch, run on its own, so its quantiles
-compare with the primary's (one request per call); the rest of the batch is not timed.
+compare with the primary's (one request per call); the rest of the batch is not timed. It is the
+CPU time the shadow model spent on that request: the shadow runs at a lower priority, so its wall
+time on a busy host would measure the neighbours rather than the model.
 """
 
 from __future__ import annotations
@@ -274,9 +276,10 @@ class ShadowRunner:
 
     def _predict(self, shadow: Any, rows: list[dict[str, Any]]) -> tuple[Any, float]:
         if self.process is None:
-            started = time.perf_counter()
+            # This thread's CPU time, as the child measures its own (see agent.shadow_process).
+            started = time.thread_time()
             answer = shadow.predict(rows)
-            return answer, time.perf_counter() - started
+            return answer, time.thread_time() - started
         return self.process.predict(shadow, rows)
 
     def _record(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from agent.inference_server import PredictionEvent
 from agent.slots import Deployed
@@ -65,3 +66,15 @@ class GatedShadow(_Shadow):
         while not self.gate.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
         raise RuntimeError("shadow broke")
+
+
+class WaitingShadow(_Shadow):
+    """Answer like a real shadow after 50 ms of waiting without using a CPU."""
+
+    def __init__(self, version: int, real: Any) -> None:
+        super().__init__(version)
+        self.real = real
+
+    def predict(self, rows):
+        time.sleep(0.05)
+        return self.real.predict(rows)

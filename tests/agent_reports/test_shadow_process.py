@@ -17,6 +17,7 @@ from tests.agent_reports.support import (
     ExitingShadow,
     FailingShadow,
     GatedShadow,
+    WaitingShadow,
     event,
     rows_of,
 )
@@ -187,3 +188,20 @@ def test_stop_ends_a_child_stuck_in_its_model_and_starts_no_other(tmp_path: Path
     assert gone(pid, 5)
     runner.wait_idle(timeout=10)  # the worker works through what was queued, with no child
     assert (runner.process.pid, runner.process_starts) == (None, 1)
+
+
+@pytest.mark.parametrize("isolation", ["process", "thread"])
+def test_shadow_latency_is_the_models_cpu_time_not_its_waits(wine_pair, isolation):
+    """At niceness +10 on a busy host, wall time would count the waits for a core: not counted."""
+    primary, shadow = wine_pair
+    runner = ShadowRunner(queue_size=1000, isolation=isolation, linger=0.05)
+    try:
+        deployed = Deployed(primary=primary, shadow=WaitingShadow(2, shadow))
+        submit_rows(runner, deployed, 0, 5)
+        assert runner.wait_idle()
+        metrics = runner.take()[("wine", 1, 2)]
+    finally:
+        runner.stop()
+    assert metrics.shadowed == 5 and metrics.shadow_errors == 0
+    assert metrics.shadow_latency.p50 is not None
+    assert 0 < metrics.shadow_latency.p50 < 40  # ms: the 50 ms sleep is not in it
