@@ -122,6 +122,7 @@ class ShadowRunner:
         self._queue: queue.Queue[PredictionEvent | str | None] = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()
         self._windows: dict[WindowKey, ShadowWindow] = {}
+        self._warm: set[int] = set()  # ids of the shadow models run at least once (thread mode)
         # Tuples of plain values, which the garbage collector stops tracking: 50,000 remembered
         # answers as lists would make every full collection (a pause on the request threads)
         # walk them all.
@@ -276,6 +277,10 @@ class ShadowRunner:
 
     def _predict(self, shadow: Any, rows: list[dict[str, Any]]) -> tuple[Any, float]:
         if self.process is None:
+            if id(shadow) not in self._warm:  # a first call is cold: as in the child, untimed
+                self._warm.add(id(shadow))
+                with contextlib.suppress(Exception):
+                    shadow.predict(rows)
             # This thread's CPU time, as the child measures its own (see agent.shadow_process).
             started = time.thread_time()
             answer = shadow.predict(rows)

@@ -78,3 +78,20 @@ class WaitingShadow(_Shadow):
     def predict(self, rows):
         time.sleep(0.05)
         return self.real.predict(rows)
+
+
+class ColdStartShadow(_Shadow):
+    """Burn 100 ms of CPU on its first call in a process, as lazy imports and caches do."""
+
+    def __init__(self, version: int, real: Any) -> None:
+        super().__init__(version)
+        self.real = real
+        self.warm = False  # a child gets its own copy, cold
+
+    def predict(self, rows):
+        if not self.warm:
+            self.warm = True
+            busy_until = time.thread_time() + 0.1
+            while time.thread_time() < busy_until:
+                pass
+        return self.real.predict(rows)
