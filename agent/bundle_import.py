@@ -141,7 +141,7 @@ def _import(
             archive = tarfile.open(fileobj=handle, mode="r:")  # noqa: SIM115 - with below
         except tarfile.TarError as error:
             raise BundleRefused(f"{path} is not an uncompressed tar file: {error}") from None
-        with archive:
+        with archive, _tar_errors_refuse(path):
             slots = ModelSlots()
             reconciler = Reconciler(
                 state=store,
@@ -181,6 +181,15 @@ def _import(
         len(result.reused),
     )
     return result
+
+
+@contextlib.contextmanager
+def _tar_errors_refuse(path: Path) -> Iterator[None]:
+    """Refuse the bundle when tarfile fails mid-archive (a bad header after a pax header)."""
+    try:
+        yield
+    except tarfile.TarError as error:
+        raise BundleRefused(f"{path.name} is not a valid tar file: {error}") from None
 
 
 def _no_opener(name: str, version: int, offset: int):  # type: ignore[no-untyped-def]

@@ -168,6 +168,22 @@ def test_a_huge_pax_header_is_refused_before_tarfile_reads_it(at_v1: Site, bundl
     assert at_v1.serving() == {"wine": 1}
 
 
+def test_a_broken_header_after_a_pax_header_is_refused(at_v1: Site, bundle_of):
+    """tarfile raises ReadError mid-archive there, not where the archive is opened."""
+    extra = info("sha256/" + "2" * 64, size=1)
+    extra.pax_headers = {"comment": "x"}
+    hostile = rewrite(bundle_of(), with_member(extra, b"x"))
+    with tarfile.open(hostile) as archive:
+        last = archive.getmembers()[-1]
+    raw = bytearray(hostile.read_bytes())
+    header = last.offset_data - tarfile.BLOCKSIZE  # the member's own header, after the pax one
+    raw[header + 148 : header + 156] = b"garbage!"  # its checksum
+    hostile.write_bytes(bytes(raw))
+    with pytest.raises(BundleRefused, match="not a valid tar file"):
+        at_v1.apply(hostile)
+    assert at_v1.serving() == {"wine": 1}
+
+
 def test_a_bundle_with_a_tampered_manifest_is_refused(at_v1: Site, bundle_of):
     def tamper(members: list, manifest: dict) -> list:
         manifest["manifest"]["models"]["wine"]["primary"]["version"] = 7
