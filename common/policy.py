@@ -6,7 +6,7 @@ Every key is optional and unknown keys are refused; a section left out turns tha
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -56,7 +56,10 @@ class Policy(_Strict):
     drift: DriftPolicy | None = None
 
 
-EventKind = Literal["promotion", "ready_to_promote", "rollback", "drift_alert", "webhook_delivery"]
+EventKind = Literal[
+    "promotion", "ready_to_promote", "rollback", "drift_alert", "drift_resolved", "webhook_delivery"
+]
+EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
 
 
 class Event(BaseModel):

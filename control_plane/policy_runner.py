@@ -6,7 +6,6 @@ running the engine twice (or in two processes) never acts twice.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -176,12 +175,16 @@ def _drift(
         verdicts.append(report.dataset_drift)
         if not report.dataset_drift:
             break
+    # One alert per drift episode, which ends when the fleet's newest window is clean again. Not
+    # named by the reports of the streak: those change with every report that comes in (fleet
+    # windows align each agent's k-th newest), which would raise the alert again and again.
+    episode = store.events.count("drift_resolved", env, model, entry.version)
+    alert_key = f"drift:{env}:{model}:{entry.version}:{episode}"
+    if verdicts and not verdicts[0]:
+        return _drift_resolved(store, env, model, entry.version, episode, alert_key)
     streak = drift_streak(verdicts)
     if streak < policy.consecutive or newest is None:
         return []
-    # One alert per streak: the streak is named by the reports of its first window.
-    first = windows[streak - 1]
-    streak_id = hashlib.sha256(",".join(sorted(r.id for r in first)).encode()).hexdigest()[:16]
     drifted = {
         name: {
             "test": f.test,
@@ -211,13 +214,34 @@ def _drift(
                 "windows": streak,
                 "window_rows": newest.window_rows,
             },
-            dedupe_key=f"drift:{env}:{model}:{entry.version}:{streak_id}",
+            dedupe_key=alert_key,
         )
         if event is None:
             return []
         for hook in policy.webhooks:
             store.events.add_delivery(event, str(hook.url))
     log.warning("%s/%s: %s", env, model, message)
+    return [event]
+
+
+def _drift_resolved(
+    store: Store, env: str, model: str, version: int, episode: int, alert_key: str
+) -> list[int]:
+    """End the drift episode whose alert was raised, with an event saying so (once)."""
+    if not store.events.seen(alert_key):
+        return []  # no alert of this episode: nothing to resolve
+    with write_transaction(store.db):
+        event = store.events.record(
+            "drift_resolved",
+            env,
+            model,
+            f"drift on v{version} resolved: the fleet's newest window no longer drifts",
+            version=version,
+            dedupe_key=f"drift-resolved:{env}:{model}:{version}:{episode}",
+        )
+    if event is None:
+        return []
+    log.info("%s/%s: drift on v%d resolved", env, model, version)
     return [event]
 
 

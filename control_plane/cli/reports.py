@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import click
 
+from common.policy import EVENT_KINDS
 from control_plane.cli.client import OperatorClient
 from control_plane.cli.options import json_option, name_argument, with_client
 from control_plane.cli.output import echo_json, echo_table, when
-
-EVENT_KINDS = ("promotion", "ready_to_promote", "rollback", "drift_alert", "webhook_delivery")
 
 
 @click.group()

@@ -8,6 +8,7 @@ from typing import cast
 
 from flask import render_template, request
 
+from common.policy import EVENT_KINDS
 from common.reports import ShadowTotals
 from common.schemas import (
     AgentInfo,
@@ -218,6 +219,6 @@ def events():  # type: ignore[no-untyped-def]
         environment=environment,
         kind=kind,
         environments=names,
-        kinds=["promotion", "ready_to_promote", "rollback", "drift_alert", "webhook_delivery"],
+        kinds=list(EVENT_KINDS),
         is_automatic=is_automatic,
     )

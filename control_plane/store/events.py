@@ -47,6 +47,14 @@ class EventStore:
         )
         return cursor.lastrowid if cursor.rowcount == 1 else None
 
+    def count(self, kind: str, environment: str, model: str, version: int) -> int:
+        """Count the events of one kind about one version of a model in an environment."""
+        return self.db.execute(
+            "SELECT COUNT(*) FROM events WHERE kind = ? AND environment = ? AND model = ? "
+            "AND version = ?",
+            [kind, environment, model, version],
+        ).fetchone()[0]
+
     def seen(self, dedupe_key: str) -> bool:
         row = self.db.execute("SELECT 1 FROM events WHERE dedupe_key = ?", [dedupe_key]).fetchone()
         return row is not None

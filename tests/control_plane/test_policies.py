@@ -252,6 +252,46 @@ def test_drift_alert_after_consecutive_windows_posts_a_signed_webhook(
     assert kinds == ["webhook_delivery", "drift_alert"]
 
 
+def test_a_drift_episode_alerts_once_however_its_reports_arrive_then_resolves(
+    world: Api, app, wine_profile
+):
+    features, _ = wine_frame()
+    shifted = features * 2 + 5
+    set_policy(world, {"drift": {"consecutive": 2}})
+    agents = [world.enroll("production", hostname=name) for name in ("a", "b")]
+    start = datetime.now(UTC) - timedelta(minutes=30)
+    minute = 0
+
+    def window(agent: dict, frame, seed: int) -> None:
+        end = start + timedelta(minutes=minute)
+        sample = frame.sample(120, random_state=seed)
+        send(world, agent, [drift_report(wine_profile, sample, "wine", 1, end=end)])
+
+    def kinds() -> list[str]:
+        return [e["kind"] for e in world.get("/api/v1/events").get_json()["events"]]
+
+    # Windows come in one agent at a time, the engine running between any two of them, as it
+    # does every few seconds while a fleet reports: the recency-aligned windows keep changing.
+    alerts = []
+    for minute in range(1, 6):
+        for index, agent in enumerate(agents):
+            window(agent, shifted, 10 * minute + index)
+            alerts += run_engine(app)
+    assert len(alerts) == 1 and kinds() == ["drift_alert"]
+
+    minute = 6
+    window(agents[0], features, 1)
+    window(agents[1], features, 2)
+    assert len(run_engine(app)) == 1 and run_engine(app) == []
+    assert kinds() == ["drift_resolved", "drift_alert"]
+
+    for minute in (7, 8):  # a new episode: it alerts again, once
+        for index, agent in enumerate(agents):
+            window(agent, shifted, 100 + 10 * minute + index)
+            run_engine(app)
+    assert kinds() == ["drift_alert", "drift_resolved", "drift_alert"]
+
+
 def test_failed_webhook_is_retried_then_recorded(world: Api, app, wine_profile):
     features, _ = wine_frame()
     shifted = features * 2 + 5
