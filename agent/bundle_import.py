@@ -13,8 +13,9 @@
     5. accept the manifest (persisted before acting, trusted keys learned), then reconcile:
        load, smoke-test and swap, fetching through a bundle-backed opener instead of HTTP.
 
-A running agent holds the data directory's lock; the import refuses then, and the agent serves
-the imported state from its cache once restarted (docs/air-gapped.md).
+`import_bundle` applies a bundle to a data directory no agent runs on, with a reconciler of its
+own; `apply_bundle` does the same through a running agent's reconciler, so its inference server
+swaps models with no gap (the agent's inbox, agent.inbox, calls it).
 """
 
 from __future__ import annotations
@@ -33,11 +34,10 @@ from typing import IO
 from pydantic import ValidationError
 
 from agent.cache import ArtifactCache, CacheError
-from agent.daemon import LOCK_FILE
 from agent.reconciler import ManifestRefused, Outcome, Reconciler
 from agent.settings import AgentSettings
 from agent.slots import ModelSlots
-from agent.state import Identity, StateStore, utcnow
+from agent.state import LOCK_FILE, Identity, StateStore, utcnow
 from common.bundles import BUNDLE_BLOB_DIR, BUNDLE_MANIFEST, MAX_MANIFEST_BYTES
 from common.schemas import Manifest, SignedManifest
 
@@ -61,7 +61,11 @@ class BundleRefused(Exception):
 
 
 class AgentRunning(Exception):
-    """An agent holds the data directory: stop it before importing."""
+    """An agent holds the data directory: hand it the bundle (agent.inbox) instead."""
+
+    def __init__(self, message: str, pid: int | None) -> None:
+        super().__init__(message)
+        self.pid = pid
 
 
 @dataclass
@@ -87,9 +91,8 @@ def data_dir_lock(data_dir: Path) -> Iterator[None]:
             handle.seek(0)
             holder = handle.read().strip() or "?"
             raise AgentRunning(
-                f"the agent (pid {holder}) is running on {data_dir}: stop it "
-                "(e.g. systemctl stop tether-agent), import, then start it again; it serves "
-                "the imported models from its cache as it starts"
+                f"the agent (pid {holder}) is running on {data_dir}",
+                int(holder) if holder.isdigit() else None,
             ) from None
         handle.seek(0)
         handle.truncate()
@@ -103,7 +106,10 @@ def data_dir_lock(data_dir: Path) -> Iterator[None]:
 def import_bundle(
     path: Path, settings: AgentSettings, *, identity: Identity | None = None
 ) -> ImportResult:
-    """Verify the bundle at `path` and apply it to the agent in `settings.data_dir`."""
+    """Verify the bundle at `path` and apply it to the agent in `settings.data_dir`.
+
+    Raise AgentRunning if an agent runs on that data directory: it must apply the bundle itself.
+    """
     data_dir = settings.data_dir
     store = StateStore(data_dir)
     found = identity or store.load_identity()
@@ -116,20 +122,43 @@ def import_bundle(
     )
     with data_dir_lock(data_dir):
         cache.prepare()
-        try:
-            return _import(Path(path), store, cache, found.environment, settings)
-        except (BundleRefused, ManifestRefused) as error:
-            with store.edit(durable=False) as state:
-                state.last_error = f"bundle {Path(path).name} refused: {error}"[:2000]
-                state.last_error_at = utcnow()
-            if isinstance(error, ManifestRefused):
-                raise BundleRefused(str(error)) from None
-            raise
+        reconciler = Reconciler(
+            state=store,
+            cache=cache,
+            slots=ModelSlots(),
+            opener=_no_opener,
+            environment=found.environment,
+            keep_versions=settings.keep_versions,
+            clock_skew=settings.clock_skew,
+        )
+        return apply_bundle(Path(path), reconciler, restore=True)
 
 
-def _import(
-    path: Path, store: StateStore, cache: ArtifactCache, environment: str, settings: AgentSettings
-) -> ImportResult:
+def apply_bundle(path: Path, reconciler: Reconciler, *, restore: bool = False) -> ImportResult:
+    """Verify the bundle at `path` and apply it through `reconciler` (its slots, its cache).
+
+    `restore` first loads what serves now into the reconciler's slots, for a reconciler of its
+    own; a running agent's slots already hold it. A refusal is recorded in the state and raised
+    as BundleRefused; the reconciler's opener is put back either way.
+    """
+    store = reconciler.state
+    opener = reconciler.opener
+    try:
+        with reconciler.lock:
+            return _import(path, reconciler, restore)
+    except (BundleRefused, ManifestRefused) as error:
+        with store.edit(durable=False) as state:
+            state.last_error = f"bundle {path.name} refused: {error}"[:2000]
+            state.last_error_at = utcnow()
+        if isinstance(error, ManifestRefused):
+            raise BundleRefused(str(error)) from None
+        raise
+    finally:
+        reconciler.opener = opener
+
+
+def _import(path: Path, reconciler: Reconciler, restore: bool) -> ImportResult:
+    store, cache = reconciler.state, reconciler.cache
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
     except OSError as error:
@@ -142,16 +171,6 @@ def _import(
         except tarfile.TarError as error:
             raise BundleRefused(f"{path} is not an uncompressed tar file: {error}") from None
         with archive, _tar_errors_refuse(path):
-            slots = ModelSlots()
-            reconciler = Reconciler(
-                state=store,
-                cache=cache,
-                slots=slots,
-                opener=_no_opener,
-                environment=environment,
-                keep_versions=settings.keep_versions,
-                clock_skew=settings.clock_skew,
-            )
             signed = read_manifest(archive)
             try:
                 manifest = reconciler.verify_manifest(signed)
@@ -163,9 +182,11 @@ def _import(
             result = ImportResult(manifest=manifest, signed_by=signed_by)
             stage(archive, members, cache, result)
             reconciler.opener = bundle_opener(archive, members, manifest)
-            # What serves now, so models in place are kept and a failure leaves them serving.
-            reconciler.restore()
+            if restore:
+                # What serves now, so models in place are kept and a failure leaves them serving.
+                reconciler.restore()
             reconciler.accept(signed, None)
+            reconciler.retry_now()  # an operator brought this bundle: try every model now
             outcome = result.outcome = reconciler.reconcile(manifest)
     with store.edit() as state:
         if outcome.converged:

@@ -22,6 +22,7 @@ import httpx
 
 from agent.cache import ArtifactCache
 from agent.client import ControlPlaneClient
+from agent.inbox import InboxWatcher
 from agent.inference_server import InferenceServer, create_inference_app
 from agent.metrics import AgentMetrics
 from agent.offline import OfflineTransport
@@ -31,12 +32,11 @@ from agent.reconciler import Reconciler
 from agent.reporting import ReportingLoop
 from agent.settings import AgentSettings
 from agent.slots import ModelSlots
-from agent.state import Identity, StateStore
+from agent.state import LOCK_FILE, Identity, StateStore
 
 log = logging.getLogger("tether.agent")
 
 STOP_TIMEOUT = 5.0
-LOCK_FILE = "agent.lock"
 
 
 class NotEnrolled(Exception):
@@ -48,7 +48,7 @@ class StartupError(Exception):
 
 
 class AgentDaemon:
-    """One agent: state, client, cache, slots, reconciler, poller and the inference server."""
+    """One agent: state, client, cache, slots, reconciler, poller, inbox and inference server."""
 
     def __init__(
         self,
@@ -115,6 +115,8 @@ class AgentDaemon:
             on_swap=self.reporting.on_swap,
             clock_skew=settings.clock_skew,
         )
+        # Bundles handed to the running agent (`tether agent import-bundle`), online or not.
+        self.inbox = InboxWatcher(settings.data_dir, self.reconciler)
         self.poller = Poller(
             client=self.client,
             reconciler=self.reconciler,
@@ -148,6 +150,7 @@ class AgentDaemon:
             data_dir.mkdir(parents=True, exist_ok=True)
             self._lock_data_dir()
             self.cache.prepare()
+            self.inbox.prepare()
         except OSError as error:
             raise StartupError(f"cannot use the data dir {data_dir}: {error}") from None
         restored = self.reconciler.restore()
@@ -177,6 +180,7 @@ class AgentDaemon:
                 raise StartupError(f"cannot listen on {self.settings.serve}: {error}") from None
         if not self.offline:
             self.poller.start()
+        self.inbox.start()
         self.reporting.start()
         log.info(
             "agent %s (%s) %s%s",
@@ -196,11 +200,14 @@ class AgentDaemon:
         deadline = time.monotonic() + timeout
         self.cancel.set()
         self.poller.stop()
+        self.inbox.stop()
         if self.server is not None:
             # Leave a little of the budget for the rest of the shutdown.
             self.server.stop(timeout=max(0.1, deadline - time.monotonic() - 0.5))
         if not self.poller.stop(timeout=max(0.0, deadline - time.monotonic() - 0.2)):
             log.warning("a control-plane request was still in flight at exit; abandoned it")
+        if not self.inbox.stop(timeout=max(0.0, deadline - time.monotonic() - 0.2)):
+            log.warning("a bundle from the inbox was still being applied at exit; it stays there")
         # The last window goes to the outbox (durable) first; sending it is best effort.
         self.reporting.stop(timeout=max(0.1, deadline - time.monotonic() - 0.2))
         self.client.close()

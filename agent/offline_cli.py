@@ -7,7 +7,9 @@ its models in, its reports out, their acknowledgement in. docs/air-gapped.md wal
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import httpx
@@ -21,6 +23,12 @@ from agent.cli_options import (
 )
 from common.names import InvalidName, check_name
 from common.schemas import EnrollRequest
+
+if TYPE_CHECKING:
+    from agent.inbox import BundleReport, HandOff
+
+MIB = 1024 * 1024
+BIG_BUNDLE = 64 * MIB  # a hand-off this big shows its progress
 
 
 @click.command()
@@ -135,18 +143,40 @@ def provision(
 
 @click.command("import-bundle")
 @click.argument("bundle", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With the agent running: how long to wait for it to apply the bundle.",
+)
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="With the agent running: hand the bundle over and return; `tether agent status` "
+    "shows the outcome.",
+)
 @config_option
 @data_dir_option
 @json_option
 def import_bundle(
-    bundle: Path, config_file: Path | None, data_dir: Path | None, as_json: bool
+    bundle: Path,
+    wait_seconds: float,
+    no_wait: bool,
+    config_file: Path | None,
+    data_dir: Path | None,
+    as_json: bool,
 ) -> None:
     """Verify a signed bundle and apply it, with no network.
 
     The bundle passes the checks a pulled manifest does (signature by a trusted key,
     environment, revision not older than applied, not expired) and every file in it is checked
     against the manifest before it is cached. Then the same smoke test and atomic swap as
-    online. The agent must not be running on the data dir meanwhile: stop it, import, start it.
+    online. If the agent runs on the data dir, the bundle is copied into its inbox
+    (DATA_DIR/inbox) and the agent applies it while it keeps serving, with no gap; the command
+    waits for its answer (--wait, --no-wait). Otherwise the command applies it itself.
     Exits 1 if the bundle is refused or a model failed to apply (it keeps its old version).
 
     \b
@@ -155,43 +185,93 @@ def import_bundle(
     """
     from agent.bundle_import import AgentRunning, BundleRefused
     from agent.bundle_import import import_bundle as apply_bundle
+    from agent.inbox import BundleReport
     from agent.state import StateError
 
     settings = load_settings_or_exit(config_file, data_dir=data_dir)
     try:
-        result = apply_bundle(bundle, settings)
-    except (AgentRunning, StateError) as error:
+        report = BundleReport.of(apply_bundle(bundle, settings))
+    except AgentRunning as running:
+        handed = _hand_to_agent(bundle, settings.data_dir, running.pid)
+        if no_wait:
+            if as_json:
+                click.echo(json.dumps({"handed_off": str(handed.path), "agent_pid": running.pid}))
+            else:
+                click.echo(
+                    f"Handed to the running agent as {handed.path}; it applies it within "
+                    "seconds, keeping the old models serving until then: `tether agent status` "
+                    "shows the outcome."
+                )
+            return
+        report = _wait_for_agent(handed, wait_seconds, running.pid)
+    except StateError as error:
         raise click.ClickException(str(error)) from None
     except BundleRefused as error:
-        raise click.ClickException(f"bundle refused, nothing applied: {error}") from None
-    outcome = result.outcome
-    assert outcome is not None
-    manifest = result.manifest
+        report = BundleReport(refused=str(error))
+    _show_import(report, as_json)
+
+
+def _agent(pid: int | None) -> str:
+    return f"the running agent (pid {pid if pid is not None else '?'})"
+
+
+def _hand_to_agent(bundle: Path, data_dir: Path, pid: int | None) -> HandOff:
+    """Copy the bundle into the running agent's inbox, with progress for a big one."""
+    from agent.inbox import InboxError, hand_off
+
+    stream = sys.stderr  # looked up now: CliRunner swaps it
+    size = bundle.stat().st_size if bundle.is_file() else 0
+    try:
+        if size < BIG_BUNDLE:
+            handed = hand_off(bundle, data_dir)
+        elif stream.isatty():
+            label = f"Handing the bundle to {_agent(pid)}"
+            with click.progressbar(length=size, label=label, file=stream) as bar:
+                handed = hand_off(bundle, data_dir, progress=bar.update)
+        else:
+            click.echo(f"Copying {size // MIB} MiB into the inbox of {_agent(pid)}...", err=True)
+            handed = hand_off(bundle, data_dir)
+    except InboxError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Handed {bundle.name} to {_agent(pid)}.", err=True)
+    return handed
+
+
+def _wait_for_agent(handed: HandOff, seconds: float, pid: int | None) -> BundleReport:
+    from agent.inbox import InboxError, process_alive, wait_for_result
+
+    click.echo(f"Waiting up to {seconds:g} s for it to apply the bundle...", err=True)
+    try:
+        return wait_for_result(handed, seconds, lambda: process_alive(pid))
+    except InboxError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _show_import(report: BundleReport, as_json: bool) -> None:
+    """Print what an import did, the same whoever applied it; exit 1 unless applied in full."""
+    if report.refused is not None:
+        raise click.ClickException(f"bundle refused, nothing applied: {report.refused}")
+    if report.error is not None:
+        raise click.ClickException(f"the agent could not apply the bundle: {report.error}")
     if as_json:
-        summary = {
-            "environment": manifest.environment,
-            "revision": manifest.revision,
-            "signed_by": result.signed_by,
-            "cached": len(result.cached),
-            "reused": len(result.reused),
-            "swapped": outcome.swapped,
-            "removed": outcome.removed,
-            "failed": outcome.failed,
-        }
+        keys = ("environment", "revision", "signed_by", "cached", "reused")
+        summary = report.model_dump(include={*keys, "swapped", "removed", "failed"})
         click.echo(json.dumps(summary, indent=2))
     else:
         click.echo(
-            f"Bundle revision {manifest.revision} of {manifest.environment} verified (key "
-            f"{result.signed_by}); {len(result.cached)} file(s) cached, "
-            f"{len(result.reused)} already there."
+            f"Bundle revision {report.revision} of {report.environment} verified (key "
+            f"{report.signed_by}); {report.cached} file(s) cached, {report.reused} already there."
         )
-        for name in outcome.swapped:
-            click.echo(f"  {name}: now v{manifest.models[name].primary.version}")
-        for name in outcome.removed:
+        for name in report.swapped:
+            click.echo(f"  {name}: now v{report.versions[name]}")
+        for name in report.removed:
             click.echo(f"  {name}: removed")
-    if outcome.failed:
-        problems = "; ".join(f"{name}: {why}" for name, why in outcome.failed.items())
-        raise click.ClickException(f"not applied in full (old versions keep serving): {problems}")
+    problems = [f"{name}: {why}" for name, why in report.failed.items()]
+    problems += [f"{name}: not tried, the agent was stopping" for name in report.waiting]
+    if problems:
+        raise click.ClickException(
+            f"not applied in full (old versions keep serving): {'; '.join(problems)}"
+        )
 
 
 @click.command("export-reports")

@@ -30,7 +30,7 @@ from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent.client import ControlPlaneClient, ManifestUpdate, Rejected, Unreachable
-from agent.reconciler import ManifestRefused, Reconciler
+from agent.reconciler import ManifestRefused, Outcome, Reconciler
 from agent.settings import AgentSettings
 from agent.state import StateStore, utcnow
 from agent.trust import due_for_refresh, expired
@@ -161,25 +161,30 @@ class Poller:
                 error=f"manifest revision {manifest.revision} expired at "
                 f"{manifest.expires_at.isoformat()} and no fresh one came"
             )
-        if isinstance(answer, ManifestUpdate):
-            try:
-                manifest = self.reconciler.accept(answer.signed, answer.etag)
-                log.info("manifest revision %d accepted", manifest.revision)
-            except ManifestRefused as error:
-                log.error("manifest refused: %s", error)
-                self._note(error=f"manifest refused: {error}")
-                changed = False
-                self._outcome("refused")
+        with self.reconciler.lock:
+            # A bundle handed to this agent (agent.inbox) may have been applied meanwhile:
+            # converge on what is accepted now, never on the copy read before the request.
+            manifest = self.state.load().manifest
+            if isinstance(answer, ManifestUpdate):
+                try:
+                    manifest = self.reconciler.accept(answer.signed, answer.etag)
+                    log.info("manifest revision %d accepted", manifest.revision)
+                except ManifestRefused as error:
+                    log.error("manifest refused: %s", error)
+                    self._note(error=f"manifest refused: {error}")
+                    changed = False
+                    self._outcome("refused")
+                else:
+                    self._outcome("changed")
             else:
-                self._outcome("changed")
-        else:
-            self._outcome("not_modified")
-        if manifest is not None and (changed or self.reconciler.pending(manifest)):
-            outcome = self.reconciler.reconcile(manifest)
-            if outcome.failed:
-                self._note(error="; ".join(f"{k}: {v}" for k, v in outcome.failed.items()))
-            self.heartbeat()
-        elif time.monotonic() - self._last_heartbeat >= settings.heartbeat_interval:
+                self._outcome("not_modified")
+            outcome: Outcome | None = None
+            if manifest is not None and (changed or self.reconciler.pending(manifest)):
+                outcome = self.reconciler.reconcile(manifest)
+                if outcome.failed:
+                    self._note(error="; ".join(f"{k}: {v}" for k, v in outcome.failed.items()))
+        heartbeat_due = time.monotonic() - self._last_heartbeat >= settings.heartbeat_interval
+        if outcome is not None or heartbeat_due:
             self.heartbeat()
 
         if settings.long_poll > 0:

@@ -123,6 +123,9 @@ class Reconciler:
         self.cancel = cancel
         self.clock = clock
         self._retries: dict[str, _Retry] = {}
+        # Held by whoever applies a manifest (the poller, a bundle from the inbox): one at a
+        # time, so two never stage into the cache or swap the same slot at once.
+        self.lock = threading.RLock()
 
     # --- manifests ------------------------------------------------------------------------
 
@@ -205,6 +208,10 @@ class Reconciler:
             state.manifest_etag = None
 
     # --- reconcile ------------------------------------------------------------------------
+
+    def retry_now(self) -> None:
+        """Forget every model's backoff: the next pass tries them all (an operator asked)."""
+        self._retries.clear()
 
     def pending(self, manifest: Manifest) -> bool:
         """Tell whether a reconcile pass would try anything now."""

@@ -32,6 +32,7 @@ log = logging.getLogger("tether.agent.state")
 
 IDENTITY_FILE = "identity.json"
 STATE_FILE = "state.json"
+LOCK_FILE = "agent.lock"  # held by the running agent (flock), naming its pid
 
 
 class StateError(Exception):

@@ -18,6 +18,7 @@ from agent.trust import TrustStore
 from common.signing import PublicKey
 from tests.agent.conftest import (  # noqa: F401 - fixtures, registered by import
     ENV,
+    desire,
     enrolled,
     env,
     fast_settings,
@@ -79,6 +80,19 @@ def bundle_of(api, tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return export
+
+
+@pytest.fixture
+def at_v1(api, push, site: Site, bundle_of, wine_model_bytes, wine_v2_bytes) -> Site:  # noqa: F811
+    """The site serves wine v1 from a bundle; v2 is registered and desired, not yet carried."""
+    push(wine_model_bytes)
+    push(wine_v2_bytes)
+    desire(api, "wine", 1)
+    result = site.apply(bundle_of())
+    assert result.outcome is not None and result.outcome.swapped == ["wine"]
+    assert site.serving() == {"wine": 1}
+    desire(api, "wine", 2)
+    return site
 
 
 def members_of(bundle: Path) -> list[tuple[tarfile.TarInfo, bytes]]:

@@ -24,19 +24,6 @@ from tests.agent.conftest import desire
 from tests.airgap.conftest import Site, members_of, write_tar
 
 
-@pytest.fixture
-def at_v1(api, push, site: Site, bundle_of, wine_model_bytes, wine_v2_bytes) -> Site:
-    """The site serves wine v1 from a bundle; v2 is registered and desired, not yet carried."""
-    push(wine_model_bytes)
-    push(wine_v2_bytes)
-    desire(api, "wine", 1)
-    result = site.apply(bundle_of())
-    assert result.outcome is not None and result.outcome.swapped == ["wine"]
-    assert site.serving() == {"wine": 1}
-    desire(api, "wine", 2)
-    return site
-
-
 def snapshot(site: Site) -> dict:
     state = StateStore(site.data_dir).load()
     return {
@@ -271,14 +258,18 @@ def test_the_cli_applies_a_bundle(at_v1: Site, bundle_of):
     assert at_v1.serving() == {"wine": 2}
 
 
-def test_the_import_refuses_while_the_agent_runs(at_v1: Site, bundle_of):
+def test_the_direct_import_refuses_while_the_agent_runs(at_v1: Site, bundle_of):
+    """The agent applies it then (agent.inbox, tests/airgap/test_bundle_inbox.py)."""
+    import os
+
     from agent.daemon import AgentDaemon
 
     daemon = AgentDaemon(at_v1.settings, serve=False)
     daemon.start()
     try:
-        with pytest.raises(AgentRunning, match="stop it"):
+        with pytest.raises(AgentRunning, match="is running on") as refused:
             import_bundle(bundle_of(), at_v1.settings)
+        assert refused.value.pid == os.getpid()  # the agent runs in this test's process
     finally:
         daemon.stop(timeout=2)
     assert at_v1.serving() == {"wine": 1}
