@@ -47,8 +47,8 @@ class UnchangedManifestShortcut:
             and "HTTP_IF_NONE_MATCH" in environ
             and not environ.get("QUERY_STRING")
         ):
-            started = time.perf_counter()
             match = MANIFEST_PATH.fullmatch(environ.get("PATH_INFO", ""))
+            started = time.perf_counter()
             headers = self._unchanged(environ, match[1]) if match else None
             if headers is not None:
                 start_response("304 NOT MODIFIED", headers)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import secrets
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -39,6 +41,13 @@ class Principal:
     def actor(self) -> str:
         """Name the caller in audit records."""
         return f"{self.role.value}:{self.agent_id or self.token_id}"
+
+
+# Tokens that were not revoked (expired ones included: listing shows their expiry).
+LIVE_TOKENS = (
+    "SELECT id, role, environment, agent_id, expires_at, uses_left, description, created_at "
+    "FROM tokens WHERE revoked = 0"
+)
 
 
 class TokenStore:
@@ -141,10 +150,10 @@ class TokenStore:
             raise StateConflict("the enrollment token has no uses left")
 
     def list(self) -> list[TokenInfo]:
-        cursor = self.db.execute(
-            "SELECT id, role, environment, agent_id, expires_at, uses_left, description, "
-            "created_at FROM tokens WHERE revoked = 0 ORDER BY created_at"
-        )
+        return self._infos(self.db.execute(f"{LIVE_TOKENS} ORDER BY created_at"))
+
+    @staticmethod
+    def _infos(cursor: sqlite3.Cursor) -> builtins.list[TokenInfo]:
         return [
             TokenInfo(
                 **{
@@ -163,7 +172,7 @@ class TokenStore:
         operator out, with no way back but editing the database.
         """
         with write_transaction(self.db):
-            found = next((info for info in self.list() if info.id == token_id), None)
+            found = self._live(token_id)
             if found is None:
                 return None
             if found.role is Role.admin and self._working_admins(besides=token_id) == 0:
@@ -173,6 +182,11 @@ class TokenStore:
                 )
             self.db.execute("UPDATE tokens SET revoked = 1 WHERE id = ?", [token_id])
             return found
+
+    def _live(self, token_id: str) -> TokenInfo | None:
+        """Return one token that is not revoked, by id (one row, not the whole listing)."""
+        cursor = self.db.execute(f"{LIVE_TOKENS} AND id = ?", [token_id])
+        return next(iter(self._infos(cursor)), None)
 
     def _working_admins(self, besides: str) -> int:
         """Count the admin tokens other than `besides` that authenticate now."""
