@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import signal
 import threading
 import time
@@ -20,71 +19,12 @@ from agent.state import Identity, utcnow
 from agent.trust import TrustStore
 from common.schemas import EnrollRequest
 from tests.agent.slow_model import SlowRegressor
+from tests.support.admin import ROWS, Admin
 from tests.support.agent_process import AgentProcess, eventually
-from tests.support.models import train_wine, wine_frame
+from tests.support.models import train_wine
 from tests.support.processes import ServerProcess
 
 pytestmark = pytest.mark.e2e
-
-ROWS = wine_frame()[0].iloc[:2].to_dict("records")
-
-
-class Admin:
-    """The operator's side, over real HTTP."""
-
-    def __init__(self, server: ServerProcess) -> None:
-        self.server = server
-
-    @property
-    def http(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.server.url,
-            timeout=30,
-            headers={"Authorization": f"Bearer {self.server.admin_token}"},
-        )
-
-    def push(self, model: str, artifact: bytes, example: list[dict] | None = ROWS) -> dict:
-        with self.http as http:
-            response = http.post(
-                f"/api/v1/models/{model}/versions",
-                files={"artifact": ("m.joblib", artifact)},
-                data={"metadata": json.dumps({"input_example": example})},
-            )
-        assert response.status_code == 201, response.text
-        return response.json()
-
-    def environment(self, name: str) -> None:
-        with self.http as http:
-            assert http.put(f"/api/v1/environments/{name}", json={}).status_code in (200, 201)
-
-    def desire(self, env: str, model: str, version: int) -> int:
-        with self.http as http:
-            response = http.put(
-                f"/api/v1/environments/{env}/desired/{model}", json={"version": version}
-            )
-        assert response.status_code == 200, response.text
-        return response.json()["revision"]
-
-    def enrollment_token(self, env: str, uses: int | None = None) -> str:
-        with self.http as http:
-            response = http.post(
-                "/api/v1/tokens", json={"role": "enrollment", "environment": env, "max_uses": uses}
-            )
-        assert response.status_code == 201, response.text
-        return response.json()["token"]
-
-    def status(self, env: str) -> dict:
-        with self.http as http:
-            return http.get(f"/api/v1/environments/{env}/status").json()
-
-    def converged(self, env: str, revision: int, agents: int = 1) -> bool:
-        status = self.status(env)
-        return (
-            status["revision"] == revision
-            and status["total"] == agents
-            and status["converged"] == agents
-            and all(agent["applied_revision"] == revision for agent in status["agents"])
-        )
 
 
 def model_bytes(c: float) -> bytes:
@@ -117,11 +57,11 @@ def test_desired_state_changes_and_the_agent_converges(shared_server, tmp_path, 
     admin.push("wine", versions[1])
     first = admin.desire("converge", "wine", 1)
     with new_agent(tmp_path, admin, "converge") as agent:
-        eventually(lambda: admin.converged("converge", first))
+        eventually(lambda: admin.converged("converge", first, agents=1))
         assert agent.serving_version("wine", ROWS) == 1
         assert httpx.get(f"{agent.url}/v2/health/ready").status_code == 200
         second = admin.desire("converge", "wine", 2)
-        eventually(lambda: admin.converged("converge", second))
+        eventually(lambda: admin.converged("converge", second, agents=1))
         assert agent.serving_version("wine", ROWS) == 2
 
 
@@ -136,7 +76,7 @@ def test_wrong_bytes_are_refused_and_the_old_model_keeps_serving(shared_server, 
     body[len(body) // 2] ^= 0xFF
     stored.write_bytes(bytes(body))  # the control plane now serves wrong bytes for it
     with new_agent(tmp_path, admin, "tamper") as agent:
-        eventually(lambda: admin.converged("tamper", first))
+        eventually(lambda: admin.converged("tamper", first, agents=1))
         admin.desire("tamper", "wine", bad["version"])
 
         def refused() -> bool:
@@ -161,7 +101,7 @@ def test_control_plane_outage_and_restart_serve_from_the_cache(tmp_path, version
         admin.push("wine", versions[1])
         first = admin.desire("outage", "wine", 1)
         agent = new_agent(tmp_path, admin, "outage").start()
-        eventually(lambda: admin.converged("outage", first))
+        eventually(lambda: admin.converged("outage", first, agents=1))
 
         server.stop()
         time.sleep(1.0)  # several failed polls
@@ -177,7 +117,7 @@ def test_control_plane_outage_and_restart_serve_from_the_cache(tmp_path, version
         server = ServerProcess(server.data_dir, port=server.port).start()
         admin = Admin(server)
         second = admin.desire("outage", "wine", 2)
-        eventually(lambda: admin.converged("outage", second))
+        eventually(lambda: admin.converged("outage", second, agents=1))
         assert agent.serving_version("wine", ROWS) == 2
         agent.stop()
     finally:
@@ -192,7 +132,7 @@ def test_sigterm_during_a_request_finishes_it(shared_server, tmp_path):
     admin.push("slow", buffer.getvalue(), example=[{"x": 1.0, "sleep": 0.0}])
     revision = admin.desire("slow", "slow", 1)
     agent = new_agent(tmp_path, admin, "slow").start()
-    eventually(lambda: admin.converged("slow", revision))
+    eventually(lambda: admin.converged("slow", revision, agents=1))
     answers: list[httpx.Response] = []
     request = threading.Thread(
         target=lambda: answers.append(agent.predict("slow", [{"x": 1.0, "sleep": 1.5}]))

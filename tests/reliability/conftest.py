@@ -9,12 +9,10 @@ A control plane "down" for an agent is the proxy refusing connections: the serve
 from __future__ import annotations
 
 import io
-import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import joblib
 import numpy as np
 import pytest
@@ -33,70 +31,11 @@ from tests.agent.conftest import (  # noqa: F401 - fixtures of the in-process ag
     wine_v2_bytes,
 )
 from tests.agent_trust.test_refusals import serving  # noqa: F401 - a fixture, as above
+from tests.support.admin import Admin
 from tests.support.agent_process import AgentProcess
 from tests.support.faulty_proxy import FaultyProxy
-from tests.support.models import train_wine, wine_frame
+from tests.support.models import train_wine
 from tests.support.processes import ServerProcess
-
-ROWS = wine_frame()[0].iloc[:2].to_dict("records")
-
-
-class Admin:
-    """The operator's side of one control plane, over real HTTP."""
-
-    def __init__(self, server: ServerProcess) -> None:
-        self.server = server
-        self.http = httpx.Client(
-            base_url=server.url,
-            timeout=30,
-            headers={"Authorization": f"Bearer {server.admin_token}"},
-        )
-
-    def close(self) -> None:
-        self.http.close()
-
-    def push(self, model: str, artifact: bytes, example: list[dict] | None = ROWS) -> dict:
-        response = self.http.post(
-            f"/api/v1/models/{model}/versions",
-            files={"artifact": ("m.joblib", artifact)},
-            data={"metadata": json.dumps({"input_example": example})},
-        )
-        assert response.status_code == 201, response.text
-        return response.json()
-
-    def environment(self, name: str) -> None:
-        response = self.http.put(f"/api/v1/environments/{name}", json={})
-        assert response.status_code in (200, 201), response.text
-
-    def desire(self, environment: str, model: str, version: int) -> int:
-        response = self.http.put(
-            f"/api/v1/environments/{environment}/desired/{model}", json={"version": version}
-        )
-        assert response.status_code == 200, response.text
-        return response.json()["revision"]
-
-    def revision(self, environment: str) -> int:
-        return self.http.get(f"/api/v1/environments/{environment}/desired").json()["revision"]
-
-    def enrollment_token(self, environment: str) -> str:
-        response = self.http.post(
-            "/api/v1/tokens", json={"role": "enrollment", "environment": environment}
-        )
-        assert response.status_code == 201, response.text
-        return response.json()["token"]
-
-    def actual(self, environment: str, model: str) -> dict:
-        """Return the one agent's reported actual state of `model` in `environment`."""
-        status = self.http.get(f"/api/v1/environments/{environment}/status").json()
-        return status["agents"][0]["models"].get(model, {}).get("actual") or {}
-
-    def converged(self, environment: str, revision: int) -> bool:
-        status = self.http.get(f"/api/v1/environments/{environment}/status").json()
-        return (
-            status["revision"] == revision
-            and status["total"] == status["converged"] >= 1
-            and all(agent["applied_revision"] == revision for agent in status["agents"])
-        )
 
 
 def enroll_agent(

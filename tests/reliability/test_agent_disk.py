@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import ROWS, enroll_agent, model_bytes
+from tests.reliability.conftest import enroll_agent, model_bytes
+from tests.support.admin import ROWS
 from tests.support.agent_process import eventually
 
 pytestmark = pytest.mark.e2e

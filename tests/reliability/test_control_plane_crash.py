@@ -22,7 +22,8 @@ import pytest
 from agent.outbox import Outbox
 from agent.state import StateStore
 from common.reports import Report
-from tests.reliability.conftest import Admin, enroll_agent, integrity
+from tests.reliability.conftest import enroll_agent, integrity
+from tests.support.admin import Admin
 from tests.support.agent_process import AgentProcess, eventually
 from tests.support.faulty_proxy import FaultyProxy
 from tests.support.processes import ServerProcess

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from agent.state import read_state_file
-from tests.reliability.conftest import ROWS, enroll_agent
+from tests.reliability.conftest import enroll_agent
+from tests.support.admin import ROWS
 from tests.support.agent_process import eventually
 
 pytestmark = pytest.mark.e2e
