@@ -14,6 +14,7 @@ from control_plane.artifacts import ArtifactFiles
 from control_plane.bootstrap import bootstrap, session_key
 from control_plane.errors import register_error_handlers
 from control_plane.keys import KeyRing
+from control_plane.long_poll import WaitRoom
 from control_plane.settings import ControlPlaneSettings
 from control_plane.store import Store
 from control_plane.store.db import ConnectionPool
@@ -29,6 +30,7 @@ class TetherState:
         self.pool = ConnectionPool(settings.database_path)
         self.artifacts = ArtifactFiles(settings.artifacts_dir)
         self.keys = KeyRing(settings.keys_dir)
+        self.wait_room = WaitRoom(settings.long_poll_capacity)
         self.new_admin_token: str | None = None
         self._stores = threading.local()
 

@@ -33,6 +33,12 @@ class ControlPlaneSettings(BaseModel):
         default=600, ge=1, description="How long a change counts as rolling out."
     )
     long_poll_max: int = Field(default=60, ge=0, le=600)
+    long_poll_slots: int | None = Field(
+        default=None,
+        ge=0,
+        description="Long-polls one worker holds at once (one per agent); beyond, polls are "
+        "answered at once. None: half the worker's threads, so the API always has threads left.",
+    )
     policy_interval: int = Field(
         default=10, ge=0, description="Seconds between policy passes; 0 turns the engine off."
     )
@@ -43,6 +49,13 @@ class ControlPlaneSettings(BaseModel):
     session_lifetime: int = Field(
         default=12 * 3600, ge=60, description="Seconds a dashboard sign-in lasts."
     )
+
+    @property
+    def long_poll_capacity(self) -> int:
+        """Long-polls one worker holds at once: the setting, or half its threads."""
+        if self.long_poll_slots is not None:
+            return self.long_poll_slots
+        return self.threads // 2
 
     @property
     def database_path(self) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 from flask import Blueprint, Response, g, jsonify, request
 from pydantic import BaseModel, Field
@@ -24,6 +25,7 @@ from control_plane.app import get_store, settings, state
 from control_plane.auth import AGENTS, ENROLLMENT, READERS, require_own_agent
 from control_plane.errors import NotFound
 from control_plane.manifests import build_manifest, manifest_etag, poll_hint
+from control_plane.store import Store
 from control_plane.store.db import utcnow
 
 bp = Blueprint("agents", __name__, url_prefix="/api/v1")
@@ -98,17 +100,19 @@ def manifest(agent_id: str):
     config = settings()
     # Only a long-poll carries a query string; parsing an absent one still costs on every poll.
     wait = min(parse_query(ManifestQuery).wait, config.long_poll_max) if request.query_string else 0
-    deadline = time.monotonic() + wait
-    while True:
-        found = store.environments.poll_state(environment)
-        if found is None:
-            raise NotFound(f"environment {environment!r} not found")
-        revision, updated_at, lagging = found
-        etag = manifest_etag(revision, state().keys.current().tag)
-        unchanged = _agent_has(etag)
-        if not unchanged or time.monotonic() >= deadline:
-            break
-        time.sleep(LONG_POLL_STEP)
+    revision, updated_at, lagging = _poll_state(store, environment)
+    etag = manifest_etag(revision, state().keys.current().tag)
+    unchanged = _agent_has(etag)
+    if unchanged and wait > 0:
+        with state().wait_room.seat(f"{principal.token_id}:{agent_id}") as seat:
+            # No seat (the worker holds all the waits it may): answered now, as a short poll.
+            deadline = time.monotonic() + wait
+            while seat is not None and unchanged and time.monotonic() < deadline:
+                if seat.pause(LONG_POLL_STEP):
+                    break  # a newer wait from the same caller took over
+                revision, updated_at, lagging = _poll_state(store, environment)
+                etag = manifest_etag(revision, state().keys.current().tag)
+                unchanged = _agent_has(etag)
     hint = poll_hint(config, updated_at, lagging)
     if unchanged:
         # Naming a content type spares werkzeug a failed (exception-raising) header lookup;
@@ -124,6 +128,14 @@ def manifest(agent_id: str):
     response.set_etag(etag)
     response.headers[POLL_HINT_HEADER] = str(hint)
     return response
+
+
+def _poll_state(store: Store, environment: str) -> tuple[int, datetime, bool]:
+    """Return the environment's revision, when it last changed and how many agents lag."""
+    found = store.environments.poll_state(environment)
+    if found is None:
+        raise NotFound(f"environment {environment!r} not found")
+    return found
 
 
 def _agent_has(etag: str) -> bool:
