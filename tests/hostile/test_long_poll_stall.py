@@ -1,4 +1,4 @@
-"""Long-polls cannot starve the API: one agent's many waits, or many agents' waits, on a real server.
+"""Long-polls cannot starve the API: one agent's many waits, or many agents' waits, on a server.
 
 The audit's reproduction: twenty concurrent `?wait=30` polls from one agent held all of the
 server's threads and an admin's `GET /api/v1/models` took 28 s. The server here runs as shipped
