@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -80,13 +81,34 @@ def test_the_wheelhouse_must_hold_a_tether_wheel(tmp_path: Path):
     assert f"--wheelhouse {empty} holds no tether-*.whl" in done.stderr
 
 
+DROP_TO_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
 def test_without_root_it_needs_root():
-    command = ["bash", str(INSTALLER), "--no-enroll"]
-    if os.geteuid() == 0:
+    if os.geteuid() != 0:
+        done = subprocess.run(
+            ["bash", str(INSTALLER), "--no-enroll"],
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            cwd="/",
+        )
+    else:
         if shutil.which("setpriv") is None:
             pytest.skip("running as root, and setpriv is not here to drop to another user")
-        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
-    done = subprocess.run(command, capture_output=True, text=True, env=clean_env(), cwd="/")
+        # The checkout may sit in a directory only root can read (a clone into `mktemp -d`):
+        # the unprivileged user runs a copy of the installer from a directory it can read.
+        with tempfile.TemporaryDirectory(prefix="tether-installer-") as readable:
+            os.chmod(readable, 0o755)
+            installer = shutil.copy(INSTALLER, readable)
+            os.chmod(installer, 0o644)
+            done = subprocess.run(
+                [*DROP_TO_NOBODY, "bash", installer, "--no-enroll"],
+                capture_output=True,
+                text=True,
+                env=clean_env(),
+                cwd="/",
+            )
     assert done.returncode == 1, done.stderr
     assert "needs root" in done.stderr and "--root DIR" in done.stderr
 
