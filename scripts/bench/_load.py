@@ -143,12 +143,23 @@ def _drive_python(target: Target, connections: int, seconds: float) -> LoadResul
     processes = min(PYTHON_LOAD_PROCESSES, connections)
     shares = [connections // processes + (i < connections % processes) for i in range(processes)]
     context = multiprocessing.get_context("fork")
-    with context.Pool(processes) as pool:
+    with context.Pool(processes, initializer=_quiet_worker) as pool:
         parts = pool.starmap(_run_clients, [(target, share, seconds) for share in shares])
     requests = sum(p[0] for p in parts)
     errors = sum(p[1] for p in parts)
     elapsed = max(p[2] for p in parts)
     return LoadResult(requests=requests, seconds=elapsed, errors=errors, tool="python-asyncio")
+
+
+def _quiet_worker() -> None:
+    """Let the pool's SIGTERM end a worker silently.
+
+    A worker is forked from a benchmark whose SIGTERM handler raises KeyboardInterrupt (so that
+    its servers are stopped); inherited, that handler made every worker print a traceback when
+    the pool ended it. Ctrl-C is the parent's to handle.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _run_clients(target: Target, connections: int, seconds: float) -> tuple[int, int, float]:
