@@ -1,11 +1,14 @@
 """`make demo`: a control plane, one agent, a real model, a shadow, drift — on this machine.
 
-Everything runs on 127.0.0.1 in a temporary data directory and stops by itself. The data is
+Everything runs on 127.0.0.1 in a temporary data directory. Run from a terminal, the control
+plane, the agent and the dashboard stay up after the tour until Ctrl-C; otherwise (CI, a pipe)
+everything stops by itself. `--stay` or `--no-stay` says which outright. The data is
 scikit-learn's bundled wine dataset; nothing is downloaded.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -62,7 +65,37 @@ def tether(*args: str, env: dict[str, str]) -> str:
     return done.stdout
 
 
+def stay_up_by_default() -> bool:
+    """Stay up when a person watches on a terminal; stop by itself in CI or a pipe."""
+    return sys.stdin.isatty() and sys.stdout.isatty() and not os.environ.get("CI")
+
+
+def stay_until_interrupted(processes: list[subprocess.Popen]) -> None:
+    """Wait for Ctrl-C (or SIGTERM), or until a process of the demo exits on its own."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    try:
+        while all(process.poll() is None for process in processes):
+            time.sleep(0.5)
+        print("\na process of the demo exited by itself; stopping the rest")
+    except KeyboardInterrupt:
+        print()
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    stay = parser.add_mutually_exclusive_group()
+    stay.add_argument(
+        "--stay",
+        dest="stay",
+        action="store_true",
+        default=None,
+        help="Leave everything up after the tour, until Ctrl-C.",
+    )
+    stay.add_argument(
+        "--no-stay", dest="stay", action="store_false", help="Stop everything after the tour."
+    )
+    args = parser.parse_args()
+    keep_running = stay_up_by_default() if args.stay is None else args.stay
     work = Path(tempfile.mkdtemp(prefix="tether-demo-"))
     cp_port, agent_port = free_port(), free_port()
     url = f"http://127.0.0.1:{cp_port}"
@@ -182,6 +215,15 @@ def main() -> None:
         tether("reports", "drift", "production", "wine", env=env)
         tether("events", env=env)
         print(f"\nDashboard: {url}/ (sign in with the admin token); API docs: {url}/docs")
+        if keep_running:
+            print(
+                f"\nStill running: the control plane on {url}, the agent on "
+                f"http://127.0.0.1:{agent_port} (try POST /predict/wine).\n"
+                f"  export TETHER_URL={url} TETHER_TOKEN=$(cat {work / 'cp' / 'admin.token'})\n"
+                "  then any tether command, e.g. `tether status production`.\n"
+                "Press Ctrl-C to stop everything and remove the demo's data."
+            )
+            stay_until_interrupted(processes)
     finally:
         for process in reversed(processes):
             if process.poll() is None:
