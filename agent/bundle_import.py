@@ -37,8 +37,9 @@ from agent.cache import ArtifactCache, CacheError
 from agent.reconciler import ManifestRefused, Outcome, Reconciler
 from agent.settings import AgentSettings
 from agent.slots import ModelSlots
-from agent.state import LOCK_FILE, Identity, StateStore, utcnow
+from agent.state import LOCK_FILE, Identity, StateStore
 from common.bundles import BUNDLE_BLOB_DIR, BUNDLE_MANIFEST, MAX_MANIFEST_BYTES
+from common.clock import utcnow
 from common.schemas import Manifest, SignedManifest
 
 log = logging.getLogger("tether.agent.bundle")

@@ -160,17 +160,18 @@ def _enroll_online(settings, token, environment, pin, hostname, labels):  # type
     """Enroll over the network; store the identity only once every check passed."""
     from agent.client import ClientError, ControlPlaneClient
     from agent.offline import save_enrollment
-    from agent.poller import agent_version
-    from agent.state import Identity, utcnow
+    from agent.state import Identity
     from agent.trust import choose_trust, new_agent_key
+    from common.clock import utcnow
     from common.signing import describe
+    from common.version import package_version
 
     key = new_agent_key()
     host = hostname or socket.gethostname()
     request = EnrollRequest(
         hostname=host,
         labels=parse_labels(labels),
-        agent_version=agent_version(),
+        agent_version=package_version(),
         public_key=describe(key.public_key()),
     )
     assert settings.url is not None

@@ -36,6 +36,7 @@ from agent.runtime import (
 )
 from agent.runtime.oip import model_metadata, output_tensors, requested_outputs, rows_from_inputs
 from agent.slots import Deployed, ModelSlots
+from common.version import package_version
 
 __all__ = ["Feedback", "InferenceServer", "PredictionEvent", "create_inference_app"]
 
@@ -144,7 +145,7 @@ class _Service:
     # --- health and metadata ------------------------------------------------------------------
 
     def server_metadata(self) -> Response:
-        return _json({"name": "tether-agent", "version": _agent_version(), "extensions": []})
+        return _json({"name": "tether-agent", "version": package_version(), "extensions": []})
 
     def live(self) -> Response:
         return _json({"live": True})
@@ -376,12 +377,3 @@ def _http_exception(exc: HTTPException) -> Response:
 def _unexpected(exc: Exception) -> Response:
     log.exception("unexpected error serving %s %s", request.method, request.path)
     return _error(500, f"internal error: {type(exc).__name__}")
-
-
-def _agent_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("tether")
-    except PackageNotFoundError:
-        return "0"

@@ -23,9 +23,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, Field, ValidationError
 
 from agent.outbox import Outbox
-from agent.state import AgentState, Identity, StateStore, utcnow, write_atomic
+from agent.state import AgentState, Identity, StateStore, write_atomic
 from agent.trust import TrustError, TrustStore, choose_trust, load_agent_key, save_agent_key
 from common.bundles import ReportAckFile, ReportExport
+from common.clock import utcnow
 from common.schemas import Heartbeat
 from common.signing import BadSignature, PublicKey, load_private_key_pem, sign
 

@@ -83,10 +83,10 @@ def provision(
     """
     from agent.client import ClientError, ControlPlaneClient
     from agent.offline import ProvisionFile, write_secret_file
-    from agent.poller import agent_version
-    from agent.state import utcnow
     from agent.trust import TrustError, choose_trust, new_agent_key
+    from common.clock import utcnow
     from common.signing import describe, private_key_pem
+    from common.version import package_version
 
     try:
         check_name(environment, "environment name")
@@ -98,7 +98,7 @@ def provision(
     request = EnrollRequest(
         hostname=hostname or f"offline-{environment}",
         labels=parse_labels(labels),
-        agent_version=agent_version(),
+        agent_version=package_version(),
         public_key=describe(key.public_key()),
     )
     transport = click.get_current_context().find_object(httpx.BaseTransport)
@@ -298,12 +298,12 @@ def export_reports(
     """
     from agent.offline import OfflineError
     from agent.offline import export_reports as write_export
-    from agent.poller import agent_version
     from agent.state import StateError
+    from common.version import package_version
 
     settings = load_settings_or_exit(config_file, data_dir=data_dir)
     try:
-        exported = write_export(settings.data_dir, out, agent_version())
+        exported = write_export(settings.data_dir, out, package_version())
     except (OfflineError, StateError) as error:
         raise click.ClickException(str(error)) from None
     except OSError as error:

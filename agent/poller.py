@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from importlib.metadata import PackageNotFoundError, version
 
 from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.jobstores.base import JobLookupError
@@ -32,9 +31,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from agent.client import ControlPlaneClient, ManifestUpdate, Rejected, Unreachable
 from agent.reconciler import ManifestRefused, Outcome, Reconciler
 from agent.settings import AgentSettings
-from agent.state import StateStore, utcnow
+from agent.state import StateStore
 from agent.trust import due_for_refresh, expired
+from common.clock import utcnow
 from common.schemas import Heartbeat, Manifest
+from common.version import package_version
 
 log = logging.getLogger("tether.agent.poller")
 
@@ -70,13 +71,6 @@ def long_poll_delay(elapsed: float, wait: float, changed: bool, rng: random.Rand
     if changed or elapsed >= wait / 2:
         return rng.uniform(0.0, 0.25)  # the next long-poll can start at once, slightly spread
     return None  # answered at once without news: the server does not long-poll, so pace it
-
-
-def agent_version() -> str:
-    try:
-        return version("tether")
-    except PackageNotFoundError:
-        return "0.0.0+source"
 
 
 # --- the jobs -----------------------------------------------------------------------------
@@ -205,7 +199,7 @@ class Poller:
         """Describe this agent's actual state for the control plane."""
         state = self.state.load()
         return Heartbeat(
-            agent_version=agent_version(),
+            agent_version=package_version(),
             hostname=self.hostname,
             labels=self.labels,
             applied_revision=state.applied.revision if state.applied else 0,

@@ -31,8 +31,9 @@ from agent.applied import (
 from agent.cache import ArtifactCache, CacheError, Stream, VerificationFailed
 from agent.runtime import LoadedModel, SmokeTestFailed, load_model, smoke_test
 from agent.slots import Deployed, ModelSlots
-from agent.state import AgentState, Applied, AppliedEntry, StateStore, utcnow
+from agent.state import AgentState, Applied, AppliedEntry, StateStore
 from agent.trust import TrustError, TrustStore, expired
+from common.clock import utcnow
 from common.schemas import (
     ActualModel,
     Feature,

@@ -20,12 +20,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from common.clock import utcnow
 from common.schemas import ActualModel, Manifest
 
 log = logging.getLogger("tether.agent.state")
@@ -93,10 +94,6 @@ class AgentState(BaseModel):
     last_error_at: datetime | None = None
     reachable: bool | None = None
     updated_at: datetime | None = None
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class StateStore:

@@ -8,9 +8,10 @@ stays fast.
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 
 import click
+
+from common.version import package_version
 
 SUBCOMMANDS = {
     "server": "control_plane.cli.server:server",
@@ -25,13 +26,6 @@ SUBCOMMANDS = {
     "bundle": "control_plane.cli.offline:bundle",
     "agent": "agent.cli:agent",
 }
-
-
-def _version() -> str:
-    try:
-        return version("tether")
-    except PackageNotFoundError:
-        return "0.0.0+source"
 
 
 class LazyGroup(click.Group):
@@ -56,7 +50,7 @@ class LazyGroup(click.Group):
     lazy=SUBCOMMANDS,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-@click.version_option(_version(), "--version", prog_name="tether")
+@click.version_option(package_version(), "--version", prog_name="tether")
 def cli() -> None:
     """Tether: pull-based delivery of ML models to fleets of serving hosts.
 

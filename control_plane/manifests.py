@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from common.clock import utcnow
 from common.schemas import Manifest, ManifestEntry, ManifestModel, ModelVersion, SignedManifest
 from control_plane.keys import SigningKeys
 from control_plane.settings import ControlPlaneSettings
 from control_plane.store import Store
-from control_plane.store.db import utcnow
 
 
 def build_manifest(

@@ -27,10 +27,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, multiproces
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from common.clock import utcnow
+from common.version import package_version
 from control_plane.dashboard.summary import STATES, environment_convergence
 from control_plane.fleet import environment_status
 from control_plane.store import Store
-from control_plane.store.db import utcnow
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # From a sub-millisecond 304 poll to a long-poll held for up to a minute.
@@ -142,7 +143,7 @@ class FleetCollector:
             if tally.share is not None:
                 share.add_metric([environment.name], tally.share)
             revision.add_metric([environment.name], desired.revision)
-        info.add_metric([_version()], 1)
+        info.add_metric([package_version()], 1)
         reports.add_metric([], store.reports.count())
         self._count_events(store)
         for kind in POLICY_ACTIONS:
@@ -258,9 +259,3 @@ def metrics_text() -> Response:
     metrics: AppMetrics = current_app.extensions["tether_metrics"]
     body, content_type = metrics.scrape(request.headers.get("Accept", ""))
     return Response(body, content_type=content_type)
-
-
-def _version() -> str:
-    from control_plane.api.operations import tether_version
-
-    return tether_version()

@@ -10,6 +10,7 @@ import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
 
+from common.clock import utcnow
 from common.drift import ReferenceProfile, compare
 from common.policy import DriftPolicy, Policy, PromotePolicy, RollbackPolicy
 from common.reports import StoredReport
@@ -19,7 +20,7 @@ from control_plane.artifacts import ArtifactFiles
 from control_plane.fleet_reports import shadow_totals
 from control_plane.policies import decide_promotion, decide_rollback, drift_streak
 from control_plane.store import Store
-from control_plane.store.db import utcnow, write_transaction
+from control_plane.store.db import write_transaction
 from control_plane.store.errors import StoreError
 
 log = logging.getLogger("tether.policy")

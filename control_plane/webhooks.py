@@ -11,9 +11,10 @@ from typing import Any
 
 import httpx
 
+from common.clock import utcnow
 from common.policy import Policy
 from control_plane.store import Store
-from control_plane.store.db import utcnow, write_transaction
+from control_plane.store.db import write_transaction
 
 log = logging.getLogger("tether.webhooks")
 MAX_ATTEMPTS = 5

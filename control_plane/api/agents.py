@@ -9,6 +9,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from pydantic import BaseModel, Field
 from werkzeug.http import quote_etag
 
+from common.clock import utcnow
 from common.names import check_name
 from common.schemas import (
     POLL_HINT_HEADER,
@@ -26,7 +27,6 @@ from control_plane.auth import AGENTS, ENROLLMENT, READERS, require_own_agent
 from control_plane.errors import NotFound
 from control_plane.manifests import build_manifest, manifest_etag, poll_hint
 from control_plane.store import Store
-from control_plane.store.db import utcnow
 
 bp = Blueprint("agents", __name__, url_prefix="/api/v1")
 TAG = "agents"

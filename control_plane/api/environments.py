@@ -7,6 +7,7 @@ from typing import cast
 from flask import Blueprint, Response, g, jsonify, request
 from pydantic import BaseModel, Field
 
+from common.clock import utcnow
 from common.names import check_name
 from common.schemas import (
     MAX_INTEGER,
@@ -25,7 +26,6 @@ from control_plane.app import get_store, settings
 from control_plane.auth import ADMIN, READERS
 from control_plane.errors import BadRequest, NotFound, Unprocessable
 from control_plane.fleet import environment_status
-from control_plane.store.db import utcnow
 from control_plane.store.environments import Change
 
 bp = Blueprint("environments", __name__, url_prefix="/api/v1")

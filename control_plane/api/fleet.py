@@ -8,6 +8,7 @@ from datetime import timedelta
 from flask import Blueprint
 from pydantic import BaseModel, Field
 
+from common.clock import utcnow
 from common.drift import ReferenceProfile
 from common.names import check_name
 from common.reports import FleetDrift, FleetShadow
@@ -17,7 +18,6 @@ from control_plane.auth import READERS
 from control_plane.errors import NotFound
 from control_plane.fleet_reports import fleet_drift, shadow_totals
 from control_plane.store import Store
-from control_plane.store.db import utcnow
 
 bp = Blueprint("fleet", __name__, url_prefix="/api/v1")
 TAG = "fleet"

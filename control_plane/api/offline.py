@@ -8,6 +8,7 @@ from flask import Blueprint, Response, g, request
 from pydantic import Field, StringConstraints
 
 from common.bundles import ReportAckFile, ReportExport
+from common.clock import utcnow
 from common.names import check_name
 from common.schemas import EnrollRequest, EnrollResponse, Heartbeat, Role, Strict
 from common.signing import BadSignature, PublicKey, verify
@@ -17,7 +18,7 @@ from control_plane.auth import ADMIN, READERS
 from control_plane.bundles import stream_bundle
 from control_plane.errors import Forbidden, NotFound, Unprocessable
 from control_plane.manifests import build_manifest
-from control_plane.store.db import utcnow, write_transaction
+from control_plane.store.db import write_transaction
 from control_plane.store.tokens import Principal
 
 bp = Blueprint("offline", __name__, url_prefix="/api/v1")

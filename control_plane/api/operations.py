@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 from flask import Blueprint, current_app, jsonify
 
 from common.schemas import Health
+from common.version import package_version
 from control_plane.api.routing import operation
 from control_plane.app import get_store, state
 
 bp = Blueprint("operations", __name__)
 TAG = "operations"
-
-
-def tether_version() -> str:
-    try:
-        return version("tether")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        return "0.0.0+source"
 
 
 @operation(bp, "/healthz", roles=None, tag=TAG, response=Health)
@@ -50,5 +42,5 @@ def openapi_document():
     if cached is None:
         from control_plane.openapi import build_openapi
 
-        cached = current_app.extensions["tether_openapi"] = build_openapi(tether_version())
+        cached = current_app.extensions["tether_openapi"] = build_openapi(package_version())
     return jsonify(cached)

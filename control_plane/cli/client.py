@@ -14,8 +14,6 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as package_version
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import quote
 
@@ -39,6 +37,7 @@ from common.schemas import (
     TokenInfo,
     TokenList,
 )
+from common.version import package_version
 from control_plane.cli.config import Target
 from control_plane.cli.upload import CountingReader
 
@@ -61,13 +60,6 @@ class Unreachable(TetherError):
         self.url = url
 
 
-def _user_agent() -> str:
-    try:
-        return f"tether-cli/{package_version('tether')}"
-    except PackageNotFoundError:
-        return "tether-cli/0.0.0+source"
-
-
 def _path(*segments: str | int) -> str:
     # Quote every segment so a name like '../x' can never walk to another route.
     return API + "".join("/" + quote(str(segment), safe="") for segment in segments)
@@ -84,7 +76,7 @@ class OperatorClient:
         transport: httpx.BaseTransport | None = None,
         timeout: float = 30.0,
     ) -> None:
-        headers = {"User-Agent": _user_agent(), "Accept": "application/json"}
+        headers = {"User-Agent": f"tether-cli/{package_version()}", "Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self.url = url

@@ -16,6 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from common.clock import utcnow
 from common.drift import DriftReport, ReferenceProfile, WindowSketch, compare
 from common.drift.counts import CategoricalCounts, NumericCounts
 from common.drift.profile import CategoricalProfile, NumericProfile
@@ -23,7 +24,6 @@ from common.reports import ShadowTotals, StoredReport
 from control_plane.fleet_reports import shadow_totals
 from control_plane.policy_runner import fleet_windows
 from control_plane.store import Store
-from control_plane.store.db import utcnow
 
 VERDICT_LOOKBACK = timedelta(hours=1)  # as GET /environments/{env}/drift/{model}
 MAX_REPORTS = 10_000  # as the REST API's fleet views

@@ -8,6 +8,7 @@ from typing import cast
 
 from flask import render_template, request
 
+from common.clock import utcnow
 from common.policy import EVENT_KINDS
 from common.reports import ShadowTotals
 from common.schemas import (
@@ -32,7 +33,6 @@ from control_plane.dashboard.summary import (
 )
 from control_plane.fleet import environment_status
 from control_plane.store import Store
-from control_plane.store.db import utcnow
 
 AUTOMATIC_PREFIX = "policy:"
 

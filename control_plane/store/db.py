@@ -6,7 +6,6 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlite_utils import Database
@@ -14,11 +13,6 @@ from sqlite_utils import Database
 from control_plane.store.migrations import migrations
 
 BUSY_TIMEOUT_MS = 10_000
-
-
-def utcnow() -> datetime:
-    """Return the current time in UTC, to the microsecond."""
-    return datetime.now(UTC)
 
 
 def connect(path: str | Path) -> Database:

@@ -8,8 +8,9 @@ from datetime import datetime
 
 from sqlite_utils import Database
 
+from common.clock import utcnow
 from common.schemas import DesiredModel, DesiredState, Environment, HistoryEntry
-from control_plane.store.db import utcnow, write_transaction
+from control_plane.store.db import write_transaction
 from control_plane.store.errors import RecordMissing, RevisionMismatch, StateConflict
 from control_plane.store.rows import dict_rows, from_json, from_time, to_json, to_time
 

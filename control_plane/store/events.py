@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from common.clock import utcnow
 from common.policy import Event
-from control_plane.store.db import utcnow
 from control_plane.store.rows import dict_rows, from_json, from_time, to_json, to_time
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from common.clock import utcnow
 from common.schemas import (
     Artifact,
     ModelSummary,
@@ -14,7 +15,7 @@ from common.schemas import (
     VersionMetadata,
     VersionPatch,
 )
-from control_plane.store.db import utcnow, write_transaction
+from control_plane.store.db import write_transaction
 from control_plane.store.rows import dict_rows, from_json, from_time, to_json, to_time
 
 

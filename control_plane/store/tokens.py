@@ -12,8 +12,9 @@ from datetime import datetime, timedelta
 
 from sqlite_utils import Database
 
+from common.clock import utcnow
 from common.schemas import Role, TokenCreated, TokenInfo
-from control_plane.store.db import utcnow, write_transaction
+from control_plane.store.db import write_transaction
 from control_plane.store.errors import StateConflict
 from control_plane.store.rows import dict_rows, from_time, to_time
 

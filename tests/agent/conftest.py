@@ -13,8 +13,9 @@ import pytest
 
 from agent.daemon import AgentDaemon
 from agent.settings import AgentSettings
-from agent.state import Identity, utcnow
+from agent.state import Identity
 from agent.trust import TrustStore
+from common.clock import utcnow
 from common.signing import PublicKey
 from tests.support.api import Api
 from tests.support.models import train_wine, wine_frame

@@ -15,8 +15,9 @@ import pytest
 from agent.client import ControlPlaneClient
 from agent.daemon import AgentDaemon
 from agent.settings import AgentSettings
-from agent.state import Identity, utcnow
+from agent.state import Identity
 from agent.trust import TrustStore
+from common.clock import utcnow
 from common.schemas import EnrollRequest
 from tests.agent.slow_model import SlowRegressor
 from tests.support.admin import ROWS, Admin

@@ -8,7 +8,8 @@ import stat
 
 import pytest
 
-from agent.state import AgentState, Applied, Identity, StateStore, read_state_file, utcnow
+from agent.state import AgentState, Applied, Identity, StateStore, read_state_file
+from common.clock import utcnow
 
 
 def test_identity_is_private(tmp_path):

@@ -15,7 +15,8 @@ from agent.metrics import POLL_OUTCOMES, AgentMetrics
 from agent.runtime import load_model
 from agent.settings import AgentSettings
 from agent.slots import Deployed, ModelSlots
-from agent.state import Identity, utcnow
+from agent.state import Identity
+from common.clock import utcnow
 from common.digests import sha256_file
 from tests.agent_metrics.scrape import Scrape
 from tests.support.models import wine_frame

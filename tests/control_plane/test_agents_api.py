@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from common.clock import utcnow
 from common.signing import BadSignature, PublicKey, Signature, verify
 from control_plane.manifests import poll_hint
 from control_plane.settings import ControlPlaneSettings
-from control_plane.store.db import utcnow
 from tests.support.api import Api, assert_error
 
 

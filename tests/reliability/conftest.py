@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 
 from agent.client import ControlPlaneClient
-from agent.state import Identity, StateStore, utcnow
+from agent.state import Identity, StateStore
 from agent.trust import TrustStore
+from common.clock import utcnow
 from common.schemas import EnrollRequest
 from tests.agent.conftest import (  # noqa: F401 - fixtures of the in-process agent tests
     enrolled,

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from agent.reconciler import ManifestRefused
-from agent.state import utcnow
+from common.clock import utcnow
 from common.schemas import SignedManifest
 from tests.agent.conftest import desire
 from tests.agent_trust.test_refusals import served
