@@ -2,56 +2,20 @@
 
 from __future__ import annotations
 
-import logging
-import threading
-from typing import Any, cast
+from typing import Any
 
-from flask import Flask, Request, current_app, g
+from flask import Flask
 
 from common.config import load_settings
-from common.digests import HashingWriter
-from control_plane.artifacts import ArtifactFiles
+from control_plane.api import register_blueprints
 from control_plane.bootstrap import bootstrap, session_key
+from control_plane.context import TetherState, close_store
+from control_plane.dashboard import init_dashboard
 from control_plane.errors import register_error_handlers
-from control_plane.keys import KeyRing
-from control_plane.long_poll import WaitRoom
+from control_plane.metrics import init_metrics
+from control_plane.poll_shortcut import UnchangedManifestShortcut
 from control_plane.settings import ControlPlaneSettings
-from control_plane.store import Store
-from control_plane.store.db import ConnectionPool
-
-log = logging.getLogger("tether.control_plane")
-
-
-class TetherState:
-    """What the app holds for its lifetime: settings, connections, artifact files."""
-
-    def __init__(self, settings: ControlPlaneSettings) -> None:
-        self.settings = settings
-        self.pool = ConnectionPool(settings.database_path)
-        self.artifacts = ArtifactFiles(settings.artifacts_dir)
-        self.keys = KeyRing(settings.keys_dir)
-        self.wait_room = WaitRoom(settings.long_poll_capacity)
-        self.new_admin_token: str | None = None
-        self._stores = threading.local()
-
-    def thread_store(self) -> Store:
-        """Return this thread's Store: built once per connection, not once per request."""
-        db = self.pool.get()
-        store = getattr(self._stores, "store", None)
-        if store is None or store.db is not db:  # first use, or the pool was reopened
-            store = self._stores.store = Store.over(db)
-        return store
-
-
-class TetherRequest(Request):
-    """A request whose file uploads are written to the artifact store and hashed on the way."""
-
-    def _get_file_stream(
-        self, total_content_length, content_type, filename=None, content_length=None
-    ):  # type: ignore[no-untyped-def]
-        upload = state().artifacts.open_incoming()
-        g.setdefault("uploads", []).append(upload)
-        return upload
+from control_plane.uploads import UploadingRequest, discard_unkept_uploads
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -61,7 +25,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     settings = load_settings(ControlPlaneSettings, config_file, overrides=config)
 
     app = Flask(__name__)
-    app.request_class = TetherRequest
+    app.request_class = UploadingRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -71,47 +35,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["tether"] = tether
     app.secret_key = session_key(settings.session_key_path)
 
-    from control_plane.api import register_blueprints
-    from control_plane.dashboard import init_dashboard
-    from control_plane.metrics import init_metrics
-
     init_metrics(app)  # first, so that its timing hooks wrap every other hook
     register_blueprints(app)
     init_dashboard(app)
     register_error_handlers(app)
-    app.teardown_appcontext(_close_request)
-    from control_plane.poll_shortcut import UnchangedManifestShortcut
-
+    app.teardown_appcontext(close_store)
+    app.teardown_appcontext(discard_unkept_uploads)
     app.wsgi_app = UnchangedManifestShortcut(  # type: ignore[method-assign]
         app.wsgi_app, tether, app.extensions["tether_metrics"]
     )
     return app
-
-
-def state() -> TetherState:
-    """Return the running app's TetherState."""
-    return cast(TetherState, current_app.extensions["tether"])
-
-
-def settings() -> ControlPlaneSettings:
-    return state().settings
-
-
-def get_store() -> Store:
-    """Return this request's store, over this thread's connection."""
-    store = g.get("store")
-    if store is None:
-        store = g.store = state().thread_store()
-    return cast(Store, store)
-
-
-def _close_request(error: BaseException | None) -> None:
-    store = g.pop("store", None)
-    if store is not None and store.db.conn.in_transaction:
-        store.db.conn.rollback()
-    # An upload that did not become a version (refused, too large, cut off) leaves no file.
-    uploads: list[HashingWriter] = g.pop("uploads", [])
-    kept = g.pop("kept_uploads", set())
-    for upload in uploads:
-        if id(upload) not in kept:
-            ArtifactFiles.discard(upload)

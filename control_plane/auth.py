@@ -7,6 +7,7 @@ from collections.abc import Collection
 from flask import g, request
 
 from common.schemas import Role
+from control_plane.context import get_store
 from control_plane.errors import Forbidden, Unauthenticated
 from control_plane.store.tokens import Principal
 
@@ -29,7 +30,6 @@ def bearer_token() -> str | None:
 
 def authorize(roles: Collection[Role]) -> Principal:
     """Authenticate the request and check its role; raise 401 or 403."""
-    from control_plane.app import get_store  # the store is per request; see app.py
 
     token = bearer_token()
     if token is None:

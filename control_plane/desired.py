@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from common.schemas import DesiredModel
-from control_plane.errors import Conflict
+from control_plane.store.errors import StateConflict
 
 
 def set_entry(version: int, shadow: int | None):
@@ -24,12 +24,12 @@ def remove_entry(before: DesiredModel | None, previous: int | None):
 def promote(before: DesiredModel | None, previous: int | None):
     """Make the shadow the primary; the old primary becomes the rollback target."""
     if before is None or before.shadow is None:
-        raise Conflict("no shadow version to promote")
+        raise StateConflict("no shadow version to promote")
     return DesiredModel(version=before.shadow, shadow=None), before.version
 
 
 def rollback(before: DesiredModel | None, previous: int | None):
     """Restore the previous primary, dropping any shadow."""
     if before is None or previous is None:
-        raise Conflict("no previous primary version to roll back to")
+        raise StateConflict("no previous primary version to roll back to")
     return DesiredModel(version=previous, shadow=None), before.version

@@ -13,6 +13,7 @@ ApiError
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, jsonify
@@ -98,6 +99,42 @@ _HTTP_CODES = {
     422: "invalid",
 }
 
+# What the layers below HTTP refuse, and the status each refusal is answered with.
+DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
+    InvalidName: (422, "invalid_name"),
+    RecordMissing: (404, "not_found"),
+    RevisionMismatch: (412, "stale_revision"),
+    StateConflict: (409, "conflict"),
+}
+
+
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """How an error is answered: the status, the error code, the message and its details."""
+
+    status: int
+    code: str
+    message: str
+    details: Any = None
+
+
+def answer_for(error: Exception) -> ErrorAnswer:
+    """Map any error to its answer, once for the JSON API and the dashboard's pages alike."""
+    if isinstance(error, ApiError):
+        return ErrorAnswer(error.status, error.code, error.message, error.details)
+    for kind, (status, code) in DOMAIN_ERRORS.items():
+        if isinstance(error, kind):
+            details = (
+                {"current_revision": error.current} if isinstance(error, RevisionMismatch) else None
+            )
+            return ErrorAnswer(status, code, str(error), details)
+    if isinstance(error, HTTPException):
+        status = error.code or 500
+        return ErrorAnswer(
+            status, _HTTP_CODES.get(status, "http_error"), error.description or error.name
+        )
+    return ErrorAnswer(500, "internal_error", "internal server error")
+
 
 def error_body(status: int, code: str, message: str, details: Any = None) -> Response:
     """Return the one JSON error response shape."""
@@ -132,37 +169,14 @@ def invalid_input(error: ValidationError, prefix: str = "") -> Unprocessable:
 def register_error_handlers(app: Flask) -> None:
     """Make every error, Flask's own included, answer in the one JSON shape."""
 
-    @app.errorhandler(ApiError)
-    def handle_api_error(error: ApiError) -> Response:
-        return error_body(error.status, error.code, error.message, error.details)
-
-    @app.errorhandler(InvalidName)
-    def handle_invalid_name(error: InvalidName) -> Response:
-        return error_body(422, "invalid_name", str(error))
-
-    @app.errorhandler(RecordMissing)
-    def handle_missing(error: RecordMissing) -> Response:
-        return error_body(404, "not_found", str(error))
-
-    @app.errorhandler(RevisionMismatch)
-    def handle_stale(error: RevisionMismatch) -> Response:
-        return error_body(412, "stale_revision", str(error), {"current_revision": error.current})
-
-    @app.errorhandler(StateConflict)
-    def handle_conflict(error: StateConflict) -> Response:
-        return error_body(409, "conflict", str(error))
-
-    @app.errorhandler(HTTPException)
-    def handle_http_exception(error: HTTPException) -> Response:
-        status = error.code or 500
-        response = error_body(
-            status, _HTTP_CODES.get(status, "http_error"), error.description or error.name
-        )
-        if status == 405 and error.get_response().headers.get("Allow"):
-            response.headers["Allow"] = error.get_response().headers["Allow"]
-        return response
-
     @app.errorhandler(Exception)
-    def handle_unexpected(error: Exception) -> Response:
-        app.logger.exception("unhandled error")
-        return error_body(500, "internal_error", "internal server error")
+    def handle_error(error: Exception) -> Response:
+        answer = answer_for(error)
+        if answer.status >= 500 and not isinstance(error, HTTPException):
+            app.logger.exception("unhandled error")
+        response = error_body(answer.status, answer.code, answer.message, answer.details)
+        if isinstance(error, HTTPException) and answer.status == 405:
+            allow = error.get_response().headers.get("Allow")
+            if allow:
+                response.headers["Allow"] = allow
+        return response

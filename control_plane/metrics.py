@@ -29,7 +29,8 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from common.clock import utcnow
 from common.version import package_version
-from control_plane.dashboard.summary import STATES, environment_convergence
+from control_plane.context import get_store
+from control_plane.convergence import STATES, environment_convergence
 from control_plane.fleet import environment_status
 from control_plane.store import Store
 
@@ -125,7 +126,6 @@ class FleetCollector:
         yield from self._families()
 
     def collect(self) -> Iterator[Metric]:
-        from control_plane.app import get_store  # a scrape runs inside its request
 
         store = get_store()
         agents, share, revision, info, reports, actions, deliveries = self._families()

@@ -8,7 +8,7 @@ import httpx
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 
-from control_plane.app import get_store, state
+from control_plane.context import get_store, state
 from control_plane.policy_runner import run_policies
 from control_plane.webhooks import deliver_due
 

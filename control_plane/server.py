@@ -6,7 +6,10 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from control_plane.app import create_app
 from control_plane.logs import gunicorn_logger
+from control_plane.metrics import enable_multiprocess, worker_exited
+from control_plane.scheduler import PolicyScheduler
 from control_plane.settings import ControlPlaneSettings
 
 
@@ -44,10 +47,6 @@ class ControlPlaneServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):  # type: ignore[no-untyped-def]
-        from control_plane.app import create_app
-        from control_plane.metrics import enable_multiprocess
-        from control_plane.scheduler import PolicyScheduler
-
         # Before the app makes its metrics and before the fork: workers share them through files.
         enable_multiprocess(self.settings.metrics_dir)
         app = create_app(self.app_config)
@@ -57,6 +56,4 @@ class ControlPlaneServer(BaseApplication):
 
 
 def _child_exit(server: Any, worker: Any) -> None:
-    from control_plane.metrics import worker_exited
-
     worker_exited(worker.pid)

@@ -22,8 +22,8 @@ from common.schemas import (
     SignedManifest,
 )
 from control_plane.api.routing import operation, parse_body, parse_query
-from control_plane.app import get_store, settings, state
 from control_plane.auth import AGENTS, ENROLLMENT, READERS, require_own_agent
+from control_plane.context import get_store, settings, state
 from control_plane.errors import NotFound
 from control_plane.manifests import build_manifest, manifest_etag, poll_hint
 from control_plane.store import Store

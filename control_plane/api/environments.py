@@ -22,8 +22,8 @@ from common.schemas import (
 )
 from control_plane import desired as decide
 from control_plane.api.routing import operation, parse_body, parse_query
-from control_plane.app import get_store, settings
 from control_plane.auth import ADMIN, READERS
+from control_plane.context import get_store, settings
 from control_plane.errors import BadRequest, NotFound, Unprocessable
 from control_plane.fleet import environment_status
 from control_plane.store.environments import Change

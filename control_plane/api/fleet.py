@@ -13,8 +13,8 @@ from common.drift import ReferenceProfile
 from common.names import check_name
 from common.reports import FleetDrift, FleetShadow
 from control_plane.api.routing import QueryTime, operation, parse_query
-from control_plane.app import get_store, state
 from control_plane.auth import READERS
+from control_plane.context import get_store, state
 from control_plane.errors import NotFound
 from control_plane.fleet_reports import fleet_drift, shadow_totals
 from control_plane.store import Store

@@ -22,9 +22,10 @@ from common.schemas import (
     VersionPatch,
 )
 from control_plane.api.routing import operation, parse_body
-from control_plane.app import get_store, settings, state
 from control_plane.auth import ADMIN, ARTIFACT_READERS, READERS
+from control_plane.context import get_store, settings, state
 from control_plane.errors import Forbidden, NotFound, Unprocessable, invalid_input
+from control_plane.uploads import keep_upload
 
 bp = Blueprint("models", __name__, url_prefix="/api/v1")
 TAG = "models"
@@ -79,8 +80,7 @@ def create_version(model: str):
     )
     digests = {}
     for part, role in kept:
-        digests[role] = state().artifacts.keep(part)  # type: ignore[arg-type]
-        g.setdefault("kept_uploads", set()).add(id(part))
+        digests[role] = keep_upload(part)  # type: ignore[arg-type]
     store = get_store()
     try:
         digest, size = digests["artifact"]

@@ -13,9 +13,9 @@ from common.names import check_name
 from common.schemas import EnrollRequest, EnrollResponse, Heartbeat, Role, Strict
 from common.signing import BadSignature, PublicKey, verify
 from control_plane.api.routing import operation, parse_body
-from control_plane.app import get_store, settings, state
 from control_plane.auth import ADMIN, READERS
 from control_plane.bundles import stream_bundle
+from control_plane.context import get_store, settings, state
 from control_plane.errors import Forbidden, NotFound, Unprocessable
 from control_plane.manifests import build_manifest
 from control_plane.store.db import write_transaction

@@ -7,7 +7,8 @@ from flask import Blueprint, current_app, jsonify
 from common.schemas import Health
 from common.version import package_version
 from control_plane.api.routing import operation
-from control_plane.app import get_store, state
+from control_plane.context import get_store, state
+from control_plane.openapi import build_openapi
 
 bp = Blueprint("operations", __name__)
 TAG = "operations"
@@ -40,7 +41,5 @@ def openapi_document():
     """Serve the OpenAPI document generated from the pydantic models."""
     cached = current_app.extensions.get("tether_openapi")
     if cached is None:
-        from control_plane.openapi import build_openapi
-
         cached = current_app.extensions["tether_openapi"] = build_openapi(package_version())
     return jsonify(cached)

@@ -8,8 +8,8 @@ from pydantic import BaseModel
 from common.names import check_name
 from common.policy import Policy
 from control_plane.api.routing import operation, parse_body
-from control_plane.app import get_store
 from control_plane.auth import ADMIN, READERS
+from control_plane.context import get_store
 from control_plane.errors import NotFound
 from control_plane.store.db import write_transaction
 

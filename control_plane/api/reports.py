@@ -11,8 +11,8 @@ from common.policy import EventKind, EventList
 from common.reports import ReportAck, ReportBatch, ReportList
 from common.schemas import VersionNumber
 from control_plane.api.routing import QueryTime, operation, parse_body, parse_query
-from control_plane.app import get_store, settings
 from control_plane.auth import AGENTS, READERS, require_own_agent
+from control_plane.context import get_store, settings
 from control_plane.errors import NotFound
 
 bp = Blueprint("reports", __name__, url_prefix="/api/v1")

@@ -6,8 +6,8 @@ from flask import Blueprint
 
 from common.schemas import Role, TokenCreate, TokenCreated, TokenInfo, TokenList
 from control_plane.api.routing import operation, parse_body
-from control_plane.app import get_store
 from control_plane.auth import ADMIN
+from control_plane.context import get_store
 from control_plane.errors import NotFound, Unprocessable
 
 bp = Blueprint("tokens", __name__, url_prefix="/api/v1")

@@ -17,9 +17,9 @@ from pydantic import ValidationError
 from common.schemas import ActionReason, DesiredModelUpdate
 from control_plane import desired as decide
 from control_plane.api.environments import check_desired_update, check_model_action
-from control_plane.app import get_store
-from control_plane.dashboard import bp
+from control_plane.context import get_store
 from control_plane.dashboard.auth import admin_action
+from control_plane.dashboard.blueprint import bp
 from control_plane.dashboard.environment import previous_primary
 from control_plane.errors import Unprocessable, invalid_input
 from control_plane.store.environments import Change

@@ -25,6 +25,7 @@ from flask.sessions import SecureCookieSessionInterface
 
 from common.schemas import Role
 from control_plane.auth import READERS, bearer_token
+from control_plane.context import get_store
 from control_plane.store.tokens import Principal
 
 SESSION_TOKEN = "token"
@@ -96,7 +97,6 @@ def check_csrf() -> None:
 
 def authenticate(token: str) -> Principal | None:
     """Check a token against the store, as the API does."""
-    from control_plane.app import get_store  # per request; see app.py
 
     return get_store().tokens.authenticate(token)
 

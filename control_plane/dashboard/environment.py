@@ -11,9 +11,9 @@ from markupsafe import Markup
 
 from common.names import check_name
 from common.schemas import HistoryEntry
-from control_plane.app import get_store
-from control_plane.dashboard import bp
+from control_plane.context import get_store
 from control_plane.dashboard.auth import page
+from control_plane.dashboard.blueprint import bp
 from control_plane.dashboard.figures import (
     Distribution,
     DriftHistory,

@@ -21,6 +21,7 @@ from common.drift import DriftReport, ReferenceProfile, WindowSketch, compare
 from common.drift.counts import CategoricalCounts, NumericCounts
 from common.drift.profile import CategoricalProfile, NumericProfile
 from common.reports import ShadowTotals, StoredReport
+from control_plane.context import state
 from control_plane.fleet_reports import shadow_totals
 from control_plane.policy_runner import fleet_windows
 from control_plane.store import Store
@@ -134,7 +135,6 @@ _comparisons = _CompareCache()
 
 def load_profile(store: Store, model: str, version: int) -> ReferenceProfile | None:
     """Return a version's reference profile, parsed once per content digest."""
-    from control_plane.app import state
 
     found = store.registry.get_version(model, version)
     if found is None or found.reference_profile is None:

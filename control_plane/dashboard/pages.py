@@ -21,16 +21,16 @@ from common.schemas import (
     HistoryEntry,
     ModelVersion,
 )
-from control_plane.app import get_store, settings
-from control_plane.dashboard import bp
-from control_plane.dashboard.auth import page
-from control_plane.dashboard.figures import Verdict, shadow_now, verdict
-from control_plane.dashboard.summary import (
+from control_plane.context import get_store, settings
+from control_plane.convergence import (
     Convergence,
     agent_state,
     environment_convergence,
     model_convergence,
 )
+from control_plane.dashboard.auth import page
+from control_plane.dashboard.blueprint import bp
+from control_plane.dashboard.figures import Verdict, shadow_now, verdict
 from control_plane.fleet import environment_status
 from control_plane.store import Store
 

@@ -7,7 +7,6 @@ import logging
 from flask import redirect, render_template, request, url_for
 
 from control_plane.auth import READERS
-from control_plane.dashboard import bp
 from control_plane.dashboard.auth import (
     authenticate,
     check_csrf,
@@ -16,6 +15,7 @@ from control_plane.dashboard.auth import (
     sign_in,
     sign_out,
 )
+from control_plane.dashboard.blueprint import bp
 
 log = logging.getLogger("tether.dashboard")
 

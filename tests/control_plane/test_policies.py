@@ -14,7 +14,7 @@ import pytest
 from common.drift import build_profile
 from common.policy import PromotePolicy
 from common.reports import ShadowTotals
-from control_plane.app import get_store, state
+from control_plane.context import get_store, state
 from control_plane.policies import decide_promotion
 from control_plane.policy_runner import run_policies
 from control_plane.webhooks import deliver_due

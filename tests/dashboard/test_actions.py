@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from control_plane.app import get_store
+from control_plane.context import get_store
 from control_plane.policy_runner import run_policies
 from tests.dashboard.conftest import csrf_of, sign_in
 from tests.support.api import Api

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from control_plane.app import get_store
+from control_plane.context import get_store
 from control_plane.policy_runner import run_policies
 from control_plane.webhooks import deliver_due
 from tests.dashboard.conftest import Fleet

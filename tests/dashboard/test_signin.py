@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from control_plane.app import create_app, get_store
+from control_plane.app import create_app
+from control_plane.context import get_store
 from tests.dashboard.conftest import csrf_of, sign_in
 from tests.support.api import Api
 

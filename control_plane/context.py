@@ -1,0 +1,66 @@
+"""What a request reaches for: the app's lifetime state, its settings, this request's store.
+
+Like flaskr's `db.py`, this is the one place that knows how the app keeps its resources: views,
+the dashboard, metrics and the scheduler import from here, never from the app factory, so
+`create_app` can import them all at the top.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import cast
+
+from flask import current_app, g
+
+from control_plane.artifacts import ArtifactFiles
+from control_plane.keys import KeyRing
+from control_plane.long_poll import WaitRoom
+from control_plane.settings import ControlPlaneSettings
+from control_plane.store import Store
+from control_plane.store.db import ConnectionPool
+
+
+class TetherState:
+    """What the app holds for its lifetime: settings, connections, artifact files."""
+
+    def __init__(self, settings: ControlPlaneSettings) -> None:
+        self.settings = settings
+        self.pool = ConnectionPool(settings.database_path)
+        self.artifacts = ArtifactFiles(settings.artifacts_dir)
+        self.keys = KeyRing(settings.keys_dir)
+        self.wait_room = WaitRoom(settings.long_poll_capacity)
+        self.new_admin_token: str | None = None
+        self._stores = threading.local()
+
+    def thread_store(self) -> Store:
+        """Return this thread's Store: built once per connection, not once per request."""
+        db = self.pool.get()
+        store = getattr(self._stores, "store", None)
+        if store is None or store.db is not db:  # first use, or the pool was reopened
+            store = self._stores.store = Store.over(db)
+        return store
+
+
+def state() -> TetherState:
+    """Return the running app's TetherState."""
+    return cast(TetherState, current_app.extensions["tether"])
+
+
+def settings() -> ControlPlaneSettings:
+    """Return the running app's settings."""
+    return state().settings
+
+
+def get_store() -> Store:
+    """Return this request's store, over this thread's connection."""
+    store = g.get("store")
+    if store is None:
+        store = g.store = state().thread_store()
+    return cast(Store, store)
+
+
+def close_store(error: BaseException | None = None) -> None:
+    """End this request's use of the store: a transaction left open is rolled back."""
+    store = g.pop("store", None)
+    if store is not None and store.db.conn.in_transaction:
+        store.db.conn.rollback()
