@@ -23,7 +23,7 @@ SUBCOMMANDS = {
     "events": "control_plane.cli.reports:events",
     "policy": "control_plane.cli.policy:policy",
     "key": "control_plane.cli.key:key",
-    "bundle": "control_plane.cli.offline:bundle",
+    "bundle": "control_plane.cli.bundle:bundle",
     "agent": "agent.cli:agent",
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from common.cli_options import json_option
 from common.schemas import (
     ActualModel,
     AgentModelStatus,
@@ -15,7 +16,6 @@ from common.schemas import (
 from control_plane.cli.client import OperatorClient
 from control_plane.cli.options import (
     if_match_option,
-    json_option,
     name_argument,
     reason_option,
     with_client,

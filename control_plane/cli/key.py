@@ -6,16 +6,12 @@ from pathlib import Path
 
 import click
 
+from common.cli_options import data_dir_option, json_option
 from control_plane.cli.output import echo_json
 from control_plane.keys import KeyRing
 
-data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("./tether-data"),
-    show_default=True,
-    envvar="TETHER_DATA_DIR",
-    help="The control plane's data directory.",
+control_plane_data_dir = data_dir_option(
+    "The control plane's data directory.", default=Path("./tether-data"), envvar="TETHER_DATA_DIR"
 )
 
 
@@ -39,8 +35,8 @@ def key() -> None:
 
 
 @key.command()
-@data_dir_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+@control_plane_data_dir
+@json_option
 def show(data_dir: Path, as_json: bool) -> None:
     """Print the signing public keys and their fingerprints, newest first.
 
@@ -61,8 +57,8 @@ def show(data_dir: Path, as_json: bool) -> None:
 
 
 @key.command()
-@data_dir_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+@control_plane_data_dir
+@json_option
 def rotate(data_dir: Path, as_json: bool) -> None:
     """Make a new signing key; the previous key co-signs, so enrolled agents follow.
 

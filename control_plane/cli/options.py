@@ -78,13 +78,6 @@ def describe(error: ApiResponseError, target: Target) -> str:
     return "\n".join(lines)
 
 
-def json_option(command: F) -> F:
-    """Add --json: print the API's JSON instead of a table."""
-    return click.option(
-        "--json", "as_json", is_flag=True, help="Print the API's JSON answer, for scripts."
-    )(command)
-
-
 def reason_option(command: F) -> F:
     """Add --reason, recorded in the environment's audit history."""
     return click.option(

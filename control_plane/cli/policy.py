@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
+from common.cli_options import json_option
 from control_plane.cli.client import OperatorClient
-from control_plane.cli.options import json_option, name_argument, with_client
+from control_plane.cli.options import name_argument, with_client
 from control_plane.cli.output import echo_json
 
 

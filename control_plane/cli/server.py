@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from common.cli_options import data_dir_option
 from common.config import ConfigError, load_settings
 from control_plane.bootstrap import bootstrap
 from control_plane.settings import ControlPlaneSettings
@@ -20,11 +21,7 @@ from control_plane.settings import ControlPlaneSettings
     envvar="TETHER_CONFIG",
     help="control-plane.toml to read.",
 )
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where the database and artifacts live [./tether-data].",
-)
+@data_dir_option("Where the database and artifacts live [./tether-data].")
 @click.option("--host", help="Address to listen on [127.0.0.1].")
 @click.option("--port", type=int, help="Port to listen on [8500].")
 @click.option("--workers", type=int, help="Worker processes [2].")

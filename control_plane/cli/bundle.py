@@ -1,8 +1,8 @@
-"""`tether bundle export` and `tether reports import`: the control plane's side of air-gapped sites.
+"""`tether bundle export`: signed bundles for air-gapped sites, the control plane's side.
 
 A bundle goes out on a USB stick (or a data diode) to `tether agent import-bundle`; the
-reports come back from `tether agent export-reports` and an acknowledgement file goes out
-again to `tether agent import-ack`. docs/air-gapped.md walks through the round trip.
+reports come back from `tether agent export-reports` to `tether reports import` (reports.py).
+docs/air-gapped.md walks through the round trip.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Any
 
 import click
 
+from common.cli_options import json_option
 from control_plane.cli.client import OperatorClient
-from control_plane.cli.options import json_option, name_argument, with_client
+from control_plane.cli.options import name_argument, with_client
 from control_plane.cli.output import echo_json
 
 
@@ -70,48 +71,6 @@ def export_bundle(client: OperatorClient, environment: str, out: Path, as_json: 
         return
     click.echo(f"Bundle of {environment} written to {out} ({size} bytes).")
     click.echo(f"On the site: tether agent import-bundle {out.name}")
-
-
-@click.command(name="import")
-@click.argument(
-    "export_file", metavar="FILE", type=click.Path(dir_okay=False, exists=True, path_type=Path)
-)
-@click.option(
-    "--ack-out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the acknowledgement for the agent [FILE with .ack.json].",
-)
-@json_option
-@with_client
-def import_reports(
-    client: OperatorClient, export_file: Path, ack_out: Path | None, as_json: bool
-) -> None:
-    """Import an offline agent's signed report export; write the acknowledgement to carry back.
-
-    The control plane checks the agent's signature and stores each report once (importing the
-    same file again stores nothing new); a tampered file is refused whole. Take the
-    acknowledgement back to the site for `tether agent import-ack`, which clears the outbox.
-
-    \b
-    Example:
-      tether reports import edge-7-reports.json --ack-out edge-7-reports.ack.json
-    """
-    target = ack_out or export_file.with_name(f"{export_file.stem}.ack.json")
-    ack = client.import_reports(export_file.read_bytes())
-    try:
-        target.write_text(ack.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    except OSError as error:
-        raise click.ClickException(
-            f"reports stored, but cannot write {target}: {error.strerror or error}; import the "
-            "same file again to get the acknowledgement (nothing is stored twice)"
-        ) from None
-    if as_json:
-        echo_json({**ack.model_dump(mode="json", exclude={"signatures"}), "file": str(target)})
-        return
-    click.echo(
-        f"Agent {ack.agent_id}: {ack.stored} report(s) stored, {ack.duplicates} already there."
-    )
-    click.echo(f"Acknowledgement: {target}. On the site: tether agent import-ack {target.name}")
 
 
 @contextlib.contextmanager
