@@ -28,7 +28,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from agent import json_body
-from agent.http_server import InferenceServer
+from agent.http_server import InferenceServer, error_body
 from agent.runtime import (
     DEFAULT_MAX_ROWS,
     BatchTooLarge,
@@ -361,7 +361,7 @@ def _finite(value: Any) -> Any:
 
 
 def _error(status: int, message: str) -> Response:
-    return _json({"error": message}, status)
+    return Response(error_body(message), status, mimetype="application/json")
 
 
 def _http_exception(exc: HTTPException) -> Response:
