@@ -3,19 +3,41 @@
 Waitress runs in this process, on threads, so requests share memory with the loaded models; on
 stop, the listener closes at once, idle keep-alive connections close, and in-flight requests
 finish (within a timeout) before the worker threads end.
+
+Waitress refuses some requests itself, before the app: a body over the app's limit (as soon as
+its Content-Length is read), a malformed request line or chunked body. Those refusals have the
+app's JSON error shape too (`error_body`), and the connection then closes without a reset: the
+server sends the answer, shuts down its side, and reads and drops what the client still sends
+(at most DRAIN_BYTES, for at most DRAIN_SECONDS). Closing with unread data would make the kernel
+answer the client's next segment with RST, which can destroy the 413 before the client reads it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import socket
 import threading
 import time
 from typing import Any
 
 from waitress import wasyncore
+from waitress.channel import HTTPChannel
 from waitress.server import create_server
+from waitress.task import ErrorTask
 
 log = logging.getLogger("tether.agent.http")
+
+# A client refused mid-body may send it to the end before it reads the answer; on loopback
+# 256 MiB takes well under a second. A client sending more, or longer, gets the reset.
+DRAIN_BYTES = 256 * 1024 * 1024
+DRAIN_SECONDS = 5.0
+_DRAIN_CHUNK = 256 * 1024
+
+
+def error_body(message: str) -> bytes:
+    """Return the body of a refusal: the Open Inference Protocol's `{"error": message}`."""
+    return json.dumps({"error": message}, separators=(",", ":")).encode()
 
 
 class InferenceServer:
@@ -64,10 +86,11 @@ class InferenceServer:
             "clear_untrusted_proxy_headers": False,
         }
         if body_limit:
-            # Let a little more through so the app, not waitress, answers 413 in JSON.
-            options["max_request_body_size"] = body_limit + 1024 * 1024
+            # Waitress refuses a Content-Length at or over this before buffering a byte of it.
+            options["max_request_body_size"] = body_limit + 1
         options.update(self._adjustments)
         self._server = create_server(self.app, map={}, **options)
+        self._server.channel_class = _Channel
         self._thread = threading.Thread(
             target=self._serve, name=f"inference-server-{self.port}", daemon=True
         )
@@ -125,3 +148,75 @@ class InferenceServer:
                 break
             wasyncore.loop(timeout=0.05, map=server._map, use_poll=True, count=1)
         wasyncore.loop(timeout=0.0, map=server._map, use_poll=True, count=1)
+
+
+class _Refusal(ErrorTask):
+    """Answer a request waitress refuses before the app, in the app's JSON error shape."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        if error.code == 413:
+            # Waitress refuses from max_request_body_size on: the largest body taken is one less.
+            limit = self.channel.adj.max_request_body_size - 1
+            message = f"request body is over the limit of {limit} bytes"
+        else:
+            message = f"{error.reason.lower()}: {error.body}"
+        body = error_body(message)
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.channel.refused = True  # before the write: the main thread may close right after
+        self.write(body)
+
+
+class _Channel(HTTPChannel):
+    """An HTTP channel that, after a refusal, drains the rest of the request before closing."""
+
+    error_task_class = _Refusal
+    request: Any  # waitress's parser of the request being read, or None
+    refused = False  # set by _Refusal: the client may still be sending the refused body
+    _drain_until: float | None = None
+    _drained = 0
+
+    def send_continue(self) -> None:
+        # A client waiting on `Expect: 100-continue` gets the refusal instead, and sends nothing.
+        if self.request is not None and self.request.error is not None:
+            return
+        super().send_continue()
+
+    def handle_close(self) -> None:
+        if self.refused and self._drain_until is None and self.socket is not None:
+            try:
+                self.socket.shutdown(socket.SHUT_WR)  # the refusal is out: FIN after it
+            except OSError:
+                pass
+            else:
+                self._drain_until = time.monotonic() + DRAIN_SECONDS
+                self.will_close = False
+                if self.request is not None:  # bytes of the refused body, read as a next request
+                    self.request.close()
+                    self.request = None
+                return
+        super().handle_close()
+
+    def readable(self) -> bool:
+        if self._drain_until is None:
+            return bool(super().readable())
+        if time.monotonic() >= self._drain_until:
+            self.will_close = True  # writable() now holds, and handle_write closes
+            return False
+        return True
+
+    def handle_read(self) -> None:
+        if self._drain_until is None:
+            super().handle_read()
+            return
+        try:
+            data = self.recv(_DRAIN_CHUNK)  # b"" once the client closed: recv closed it too
+        except OSError:
+            super().handle_close()
+            return
+        self._drained += len(data)
+        if data and self._drained >= DRAIN_BYTES:
+            super().handle_close()

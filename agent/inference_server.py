@@ -3,7 +3,8 @@
 Every route is listed in `create_inference_app`. Bad requests are refused before they reach a
 model, with the protocol's error shape `{"error": "message"}`:
 
-    400  malformed JSON, wrong shape, missing/unknown features, wrong types, empty batch
+    400  malformed JSON (or nested deeper than json_body.MAX_DEPTH), wrong shape,
+         missing/unknown features, wrong types or values out of range, empty batch
     404  unknown model, version or route
     413  batch over the row limit, or body over the byte limit
     500  the model raised on valid input
@@ -26,7 +27,8 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from agent.http_server import InferenceServer
+from agent import json_body
+from agent.http_server import InferenceServer, error_body
 from agent.runtime import (
     DEFAULT_MAX_ROWS,
     BatchTooLarge,
@@ -35,6 +37,7 @@ from agent.runtime import (
     Prediction,
 )
 from agent.runtime.oip import model_metadata, output_tensors, requested_outputs, rows_from_inputs
+from agent.runtime.validation import number_problem
 from agent.slots import Deployed, ModelSlots
 from common.version import package_version
 
@@ -290,9 +293,9 @@ def _json_body() -> dict[str, Any]:
     if not raw.strip():
         raise HttpError(400, "request body is empty: send a JSON object")
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise HttpError(400, f"request body is not valid JSON: {exc}") from exc
+        body = json_body.loads(raw)
+    except json_body.MalformedJson as exc:
+        raise HttpError(400, str(exc)) from exc
     if not isinstance(body, dict):
         raise HttpError(400, f"request body must be a JSON object, got {type(body).__name__}")
     return body
@@ -313,6 +316,9 @@ def _feedback_item(model: str, item: Any, index: int, many: bool) -> Feedback:
     label = item["label"]
     if not _is_scalar(label):
         raise HttpError(400, f"{where}'label' must be a number, string or boolean")
+    if type(label) is int and (problem := number_problem(label)):
+        # A label is scored against the predictions as a float64.
+        raise HttpError(400, f"{where}'label' {problem}")
     row = item.get("index")
     if row is not None and (type(row) is not int or row < 0):
         raise HttpError(400, f"{where}'index' must be a non-negative integer (a row of the batch)")
@@ -356,7 +362,7 @@ def _finite(value: Any) -> Any:
 
 
 def _error(status: int, message: str) -> Response:
-    return _json({"error": message}, status)
+    return Response(error_body(message), status, mimetype="application/json")
 
 
 def _http_exception(exc: HTTPException) -> Response:

@@ -2,17 +2,21 @@
 
 Two request layouts are accepted: one tensor per feature (named after the feature, shape [N]
 or [N, 1]) or a single 2-D tensor of shape [N, n_features] with columns in the model's
-feature order. Tensor data may be flat (row-major) or nested, as the protocol allows.
+feature order. Tensor data may be flat (row-major) or nested exactly as its shape, as the
+protocol allows; each number must fit the tensor's datatype (INT8 holds -128 to 127, FP32 no
+more than 3.4e38), and BOOL data must be booleans.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from agent.runtime.errors import BatchTooLarge, InvalidInput
 from agent.runtime.model import LoadedModel, Prediction
+from agent.runtime.validation import describe
 from common.schemas import FeatureType
 
 FLOATS = frozenset({"FP16", "FP32", "FP64"})
@@ -32,6 +36,15 @@ DATATYPE_OF = {
     FeatureType.boolean: "BOOL",
 }
 OUTPUTS = ("predict", "predict_proba")
+# The values each numeric datatype holds: data outside is refused, never wrapped or rounded.
+RANGES: dict[str, tuple[float, float]] = {
+    **{f"INT{bits}": (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) for bits in (8, 16, 32, 64)},
+    **{f"UINT{bits}": (0, 2**bits - 1) for bits in (8, 16, 32, 64)},
+    "FP16": (-65504.0, 65504.0),
+    "FP32": (-3.4028234663852886e38, 3.4028234663852886e38),
+    "FP64": (-sys.float_info.max, sys.float_info.max),
+}
+_NUMBERS = frozenset({int, float})
 
 
 def rows_from_inputs(model: LoadedModel, inputs: Any, *, max_rows: int) -> list[dict[str, Any]]:
@@ -122,13 +135,17 @@ def _read_tensor(index: int, tensor: Any) -> _Tensor:
     data = tensor.get("data")
     if not isinstance(data, list):
         raise InvalidInput(f"{label}: 'data' must be an array")
-    flat = _flatten(data)
+    kinds = set(map(type, data))  # one pass in C serves the checks below
+    if list in kinds:
+        data = _flatten(label, data, shape)
+        kinds = set(map(type, data))
     expected = math.prod(shape)
-    if len(flat) != expected:
+    if len(data) != expected:
         raise InvalidInput(
-            f"{label}: shape {shape} holds {expected} values but 'data' has {len(flat)}"
+            f"{label}: shape {shape} holds {expected} values but 'data' has {len(data)}"
         )
-    return _Tensor(name, shape, datatype, flat)
+    _check_values(label, datatype, data, kinds)
+    return _Tensor(name, shape, datatype, data)
 
 
 def _rows_from_matrix(
@@ -202,20 +219,70 @@ def _check_rows(rows: int, max_rows: int) -> None:
         raise BatchTooLarge(f"batch of {rows} rows is over the limit of {max_rows} rows")
 
 
-def _flatten(data: list[Any]) -> list[Any]:
-    if not any(isinstance(item, list) for item in data):
-        return data
-    flat: list[Any] = []
-    stack = [iter(data)]
-    while stack:
-        for item in stack[-1]:
-            if isinstance(item, list):
-                stack.append(iter(item))
-                break
-            flat.append(item)
-        else:
-            stack.pop()
-    return flat
+def _flatten(label: str, data: list[Any], shape: list[int]) -> list[Any]:
+    """Return nested `data` row-major and flat, if it is nested exactly as `shape`."""
+    level = [data]
+    for depth, size in enumerate(shape):
+        inner: list[Any] = []
+        for item in level:
+            if type(item) is not list or len(item) != size:
+                raise InvalidInput(
+                    f"{label}: nested 'data' must follow shape {shape}: at depth {depth} "
+                    f"each array must hold {size} items, got {_described(item)}"
+                )
+            inner.extend(item)
+        level = inner
+    if list in set(map(type, level)):
+        raise InvalidInput(
+            f"{label}: 'data' is nested deeper than its shape {shape}: send it flat or "
+            f"nested {len(shape)} deep"
+        )
+    return level
+
+
+def _described(item: Any) -> str:
+    return f"{len(item)}" if type(item) is list else describe(item)
+
+
+def _check_values(label: str, datatype: str, data: list[Any], kinds: set[type]) -> None:
+    """Raise InvalidInput unless each number fits `datatype` (and BOOL holds booleans).
+
+    `kinds` are the types in `data`. Values of other kinds in a numeric tensor are left to the
+    row validation, which names the feature they belong to.
+    """
+    if datatype == "BYTES" or (datatype == "FP64" and int not in kinds):
+        return  # every float is an FP64
+    if datatype == "BOOL":
+        if kinds - {bool}:
+            index, value = next((i, v) for i, v in enumerate(data) if type(v) is not bool)
+            raise InvalidInput(
+                f"{label}: BOOL data must be true or false, got {describe(value)} at data[{index}]"
+            )
+        return
+    low, high = RANGES[datatype]
+    numbers = data if kinds <= _NUMBERS else [v for v in data if type(v) in _NUMBERS]
+    whole = datatype in INTEGERS and float in kinds
+    # min and max run in C: the loop below only runs to name the value once one is wrong.
+    if not numbers or (not whole and low <= min(numbers) and max(numbers) <= high):
+        return
+    for index, value in enumerate(data):
+        if type(value) not in _NUMBERS:
+            continue
+        if datatype in INTEGERS and type(value) is float and not value.is_integer():
+            raise InvalidInput(
+                f"{label}: {datatype} data must be whole numbers, got {describe(value)} at "
+                f"data[{index}]"
+            )
+        # An infinity or NaN is a float of every width; only a finite value can overflow one.
+        if (type(value) is int or math.isfinite(value)) and not low <= value <= high:
+            raise InvalidInput(
+                f"{label}: {describe(value)} at data[{index}] is out of the range of {datatype} "
+                f"({_shown(low)} to {_shown(high)})"
+            )
+
+
+def _shown(bound: float) -> str:
+    return f"{bound:.8g}" if type(bound) is float else str(bound)
 
 
 def _flatten_rows(values: list[Any]) -> tuple[list[Any], int | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +14,13 @@ from agent.runtime.errors import BatchTooLarge, InvalidInput
 from common.schemas import Feature, FeatureType
 
 DEFAULT_MAX_ROWS = 10_000
+# JSON numbers have no size limit, but a feature reaches the model as a float64 (`number`) or an
+# int64 (`integer`), where numpy raises OverflowError: values past those ranges are refused here.
+FLOAT64_MAX = sys.float_info.max
+FLOAT64_MAX_INT = int(FLOAT64_MAX)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _SHOWN = 10  # names listed in one message before it is cut short
+_LONG_INTEGER = 10**24  # an integer this long is described by its length, not written out
 
 
 def validate_rows(
@@ -53,7 +60,9 @@ class RowValidator:
         names, checks = self._names, self._checks
         for index, row in enumerate(rows):
             if type(row) is not dict:
-                raise InvalidInput(f"row {index} is {_kind(row)}, not an object of feature values")
+                raise InvalidInput(
+                    f"row {index} is {describe(row)}, not an object of feature values"
+                )
             if row.keys() != names:
                 _raise_key_mismatch(index, names, row)
             for name, check in checks:
@@ -66,7 +75,7 @@ class RowValidator:
 def check_batch(rows: Any, max_rows: int) -> None:
     """Raise InvalidInput unless `rows` is a non-empty list within the size limit."""
     if not isinstance(rows, list):
-        raise InvalidInput(f"rows must be a list of objects, got {_kind(rows)}")
+        raise InvalidInput(f"rows must be a list of objects, got {describe(rows)}")
     if not rows:
         raise InvalidInput("empty batch: send at least one row")
     if len(rows) > max_rows:
@@ -76,22 +85,25 @@ def check_batch(rows: Any, max_rows: int) -> None:
 def _validate_schemaless(rows: list[Any], names: frozenset[str] | None) -> list[dict[str, Any]]:
     first = rows[0]
     if type(first) is not dict:
-        raise InvalidInput(f"row 0 is {_kind(first)}, not an object of feature values")
+        raise InvalidInput(f"row 0 is {describe(first)}, not an object of feature values")
     if not first:
         raise InvalidInput("row 0 has no features")
     keys = names if names is not None else frozenset(first)
     reference = "" if names is not None else "row 0"
     for index, row in enumerate(rows):
         if type(row) is not dict:
-            raise InvalidInput(f"row {index} is {_kind(row)}, not an object of feature values")
+            raise InvalidInput(f"row {index} is {describe(row)}, not an object of feature values")
         if row.keys() != keys:
             _raise_key_mismatch(index, keys, row, reference=reference)
         for name, value in row.items():
             if isinstance(value, dict | list | tuple) or value is None:
                 raise InvalidInput(
                     f"row {index}: feature {name!r} must be a number, string or boolean, "
-                    f"got {_kind(value)}"
+                    f"got {describe(value)}"
                 )
+            if type(value) is int and not -FLOAT64_MAX_INT <= value <= FLOAT64_MAX_INT:
+                # Without a schema, numbers still become float64 on the way to the estimator.
+                raise InvalidInput(f"row {index}: feature {name!r} {_not_a_float64(value)}")
     return rows
 
 
@@ -109,47 +121,70 @@ def _raise_key_mismatch(
     raise InvalidInput(f"row {index}: {'; '.join(problems)}{against}")
 
 
-def _check_number(value: Any) -> str | None:
+def number_problem(value: Any) -> str | None:
+    """Return what keeps `value` from being a feature of type number, or None if nothing."""
     kind = type(value)
     if kind is float:
         return None if math.isfinite(value) else f"must be a finite number, got {value!r}"
     if kind is int:
-        return None
+        return None if -FLOAT64_MAX_INT <= value <= FLOAT64_MAX_INT else _not_a_float64(value)
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        return f"must be a number, got {_kind(value)}"
-    return None if math.isfinite(value) else f"must be a finite number, got {value!r}"
+        return f"must be a number, got {describe(value)}"
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # a Fraction or Decimal past float64
+        return _not_a_float64(value)
+    return None if finite else f"must be a finite number, got {value!r}"
 
 
 def _check_integer(value: Any) -> str | None:
     if type(value) is int:
-        return None
+        return None if INT64_MIN <= value <= INT64_MAX else _not_an_int64(value)
     if isinstance(value, bool | np.bool_):
-        return f"must be an integer, got {_kind(value)}"
+        return f"must be an integer, got {describe(value)}"
     if isinstance(value, numbers.Integral):
-        return None
-    # Some clients write every number as a float; 3.0 is still the integer 3.
-    if isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
-        return None
-    return f"must be an integer, got {_kind(value)}"
+        return None if INT64_MIN <= int(value) <= INT64_MAX else _not_an_int64(value)
+    if isinstance(value, numbers.Real):
+        try:
+            number = float(value)
+        except OverflowError:  # a Fraction or Decimal past float64
+            return _not_an_int64(value)
+        # Some clients write every number as a float; 3.0 is still the integer 3.
+        if math.isfinite(number) and number.is_integer():
+            return None if INT64_MIN <= number <= INT64_MAX else _not_an_int64(value)
+    return f"must be an integer, got {describe(value)}"
+
+
+def _not_a_float64(value: Any) -> str:
+    return f"is out of range: a number must be within ±{FLOAT64_MAX:.4g}, got {describe(value)}"
+
+
+def _not_an_int64(value: Any) -> str:
+    return (
+        f"is out of range: an integer must be within {INT64_MIN} to {INT64_MAX} (int64), "
+        f"got {describe(value)}"
+    )
 
 
 def _check_string(value: Any) -> str | None:
-    return None if isinstance(value, str) else f"must be a string, got {_kind(value)}"
+    return None if isinstance(value, str) else f"must be a string, got {describe(value)}"
 
 
 def _check_boolean(value: Any) -> str | None:
-    return None if isinstance(value, bool | np.bool_) else f"must be a boolean, got {_kind(value)}"
+    return (
+        None if isinstance(value, bool | np.bool_) else f"must be a boolean, got {describe(value)}"
+    )
 
 
 _CHECKS = {
-    FeatureType.number: _check_number,
+    FeatureType.number: number_problem,
     FeatureType.integer: _check_integer,
     FeatureType.string: _check_string,
     FeatureType.boolean: _check_boolean,
 }
 
 
-def _kind(value: Any) -> str:
+def describe(value: Any) -> str:
     """Describe a value the way a JSON client would see it, for error messages."""
     if value is None:
         return "null"
@@ -158,6 +193,9 @@ def _kind(value: Any) -> str:
     if isinstance(value, str):
         shown = value if len(value) <= 40 else value[:37] + "..."
         return f"string {shown!r}"
+    if isinstance(value, int) and abs(value) >= _LONG_INTEGER:
+        # Past 4300 digits Python refuses to write an int out at all; nobody reads 400 either.
+        return f"an integer of {math.floor(math.log10(abs(value))) + 1} digits"
     if isinstance(value, numbers.Real):
         return f"number {value!r}"
     if isinstance(value, dict):

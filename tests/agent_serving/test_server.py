@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from agent.inference_server import InferenceServer, create_inference_app
+from agent import http_server
+from agent.inference_server import DEFAULT_MAX_BODY_BYTES, InferenceServer, create_inference_app
 from agent.slots import Deployed
 from tests.agent_serving.support import Gate, assert_error
 
@@ -62,6 +66,79 @@ def test_body_over_the_limit_is_a_json_413(slots):
     with InferenceServer(app, port=0) as server, httpx.Client(base_url=server.url) as client:
         response = client.post("/predict/wine", content=b"x" * 5000)
     assert_error(response, 413, "over the limit of 1000 bytes")
+
+
+MIB = 1024 * 1024
+
+
+def test_a_body_past_the_default_limit_is_a_json_413_the_client_reads(slots, wine_rows, caplog):
+    """The audit's case: 65 MiB sent to the end at the 64 MiB limit, then the answer read."""
+    caplog.set_level(logging.DEBUG)
+    body = b"x" * (65 * MIB)
+    limit = f"request body is over the limit of {DEFAULT_MAX_BODY_BYTES} bytes"
+    app = create_inference_app(slots, is_ready=lambda: True)
+    with InferenceServer(app, port=0) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+            sock.sendall(_head(len(body)))
+            sock.sendall(body)  # no reset: the server drains what it refused
+            head, answer = _read_to_the_end(sock)  # EOF, not RST, after the answer
+        assert head.startswith(b"HTTP/1.1 413 ") and b"Connection: close" in head
+        assert b"Content-Type: application/json" in head
+        assert answer == {"error": limit}
+
+        with httpx.Client(base_url=server.url, timeout=20) as client:
+            assert_error(client.post("/predict/wine", content=body), 413, limit)
+            ok = client.post("/predict/wine", json={"instances": wine_rows})
+            assert ok.status_code == 200  # the server still answers
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+def test_a_client_expecting_100_continue_gets_the_413_and_sends_nothing(slots):
+    app = create_inference_app(slots, is_ready=lambda: True, max_body_bytes=1000)
+    with (
+        InferenceServer(app, port=0) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock,
+    ):
+        sock.sendall(_head(5000, b"Expect: 100-continue\r\n"))  # what curl sends
+        head, answer = _read_to_the_end(sock)
+    assert head.startswith(b"HTTP/1.1 413 "), head  # not 100 Continue
+    assert answer == {"error": "request body is over the limit of 1000 bytes"}
+
+
+@pytest.mark.parametrize("stall", [True, False], ids=["client stalls", "client sends on"])
+def test_draining_a_refused_body_is_bounded(slots, monkeypatch, stall):
+    """A client that stops sending, or sends past DRAIN_BYTES, is cut off, not waited for."""
+    monkeypatch.setattr(http_server, "DRAIN_SECONDS", 0.2)
+    monkeypatch.setattr(http_server, "DRAIN_BYTES", 2 * MIB)
+    app = create_inference_app(slots, is_ready=lambda: True, max_body_bytes=1000)
+    with InferenceServer(app, port=0) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(_head(100 * MIB) + b"x" * 1000)
+            started = time.monotonic()
+            with pytest.raises(OSError):  # the server closed: the kernel resets what follows
+                while time.monotonic() - started < 8:
+                    sock.sendall(b"x" * (64 * 1024 if stall else MIB))
+                    if stall:
+                        time.sleep(0.25)
+            assert time.monotonic() - started < 5
+        with httpx.Client(base_url=server.url) as client:
+            assert client.get("/v2/health/live").status_code == 200
+
+
+def _head(length: int, extra: bytes = b"") -> bytes:
+    return (
+        b"POST /predict/wine HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\n"
+        + extra
+        + b"Content-Length: %d\r\n\r\n" % length
+    )
+
+
+def _read_to_the_end(sock: socket.socket) -> tuple[bytes, object]:
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    return head, json.loads(body)
 
 
 def test_stop_lets_the_request_in_flight_finish(server, slow):

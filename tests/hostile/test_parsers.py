@@ -1,9 +1,10 @@
 """Property tests of every parser of outside input: anything may arrive, only clean refusals leave.
 
 Names, signed manifests and their signatures, bundles (tar headers and members), report
-batches (as parsed and as the API stores them) and Open Inference Protocol requests. Each
-property says what a parser may answer for arbitrary input: a value that keeps its promise, or
-its own refusal; never another exception.
+batches (as parsed and as the API stores them), the inference server's request bodies, Open
+Inference Protocol requests and the numbers in them. Each property says what a parser may
+answer for arbitrary input: a value that keeps its promise, or its own refusal; never another
+exception.
 """
 
 from __future__ import annotations
@@ -12,22 +13,27 @@ import base64
 import copy
 import io
 import json
+import math
 import re
 import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from unittest import mock
 
+import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from agent import json_body
 from agent.bundle_import import BundleRefused, check_members, read_manifest, scan_headers
 from agent.cache import ArtifactCache
+from agent.json_body import MAX_DEPTH, TooDeep
 from agent.runtime.errors import BatchTooLarge, InvalidInput
 from agent.runtime.model import LoadedModel
-from agent.runtime.oip import requested_outputs, rows_from_inputs
+from agent.runtime.oip import INTEGERS, RANGES, requested_outputs, rows_from_inputs
 from common.bundles import ReportExport
 from common.names import NAME_PATTERN, InvalidName, check_name
 from common.reports import ReportBatch
@@ -398,3 +404,139 @@ def test_an_inference_request_parses_to_rows_or_is_refused_cleanly(inputs, schem
     except InvalidInput:
         return
     assert wanted is None or set(wanted) <= {"predict", "predict_proba"}
+
+
+# --- request bodies of the inference server (agent/json_body.py) ---------------------------------
+
+# Openers with their closers; two carry strings holding brackets, quotes and escapes, which
+# must not count as nesting (nor hide any).
+OPENERS = {"[": "]", '{"k": ': "}", '["a]\\"}\\\\", ': "]", '{"[{\\"": ': "}"}
+
+
+def json_depth(value) -> int:
+    """Return how many arrays and objects `value` holds inside each other, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, list | dict):
+            deepest = max(deepest, depth)
+            stack.extend(
+                (inner, depth + 1) for inner in (item.values() if isinstance(item, dict) else item)
+            )
+    return deepest
+
+
+ENCODINGS = st.sampled_from(["utf-8", "utf-16", "utf-32-le"])
+
+
+@SETTINGS
+@given(
+    st.lists(st.sampled_from(sorted(OPENERS)), min_size=MAX_DEPTH + 1, max_size=3000),
+    st.booleans(),
+    ENCODINGS,
+)
+def test_a_body_nested_past_the_bound_is_refused_never_a_recursion_error(openers, whole, encoding):
+    closers = "".join(OPENERS[o] for o in reversed(openers)) if whole else ""
+    raw = ("".join(openers) + "1" + closers).encode(encoding)
+    with pytest.raises(TooDeep, match=f"deeper than {MAX_DEPTH} levels"):
+        json_body.loads(raw)
+
+
+@SETTINGS
+@given(
+    JSON | st.text(),  # st.text: any character, brackets, quotes and backslashes included
+    st.integers(0, MAX_DEPTH + 8).flatmap(  # as many shallow bodies as ones past the bound
+        lambda n: st.lists(st.sampled_from(["list", "object"]), min_size=n, max_size=n)
+    ),
+    st.booleans(),
+    ENCODINGS,
+    st.sampled_from([json_body._CHUNK, 5, 64]),  # small chunks: strings cross their edges
+)
+def test_a_body_parses_as_json_loads_does_unless_it_is_too_deep(
+    value, wrappers, ascii, encoding, chunk
+):
+    for wrapper in wrappers:
+        value = [value] if wrapper == "list" else {'[\\"': value}
+    raw = json.dumps(value, ensure_ascii=ascii).encode(encoding)
+    with mock.patch.object(json_body, "_CHUNK", chunk):
+        if json_depth(value) <= MAX_DEPTH:
+            assert json_body.loads(raw) == json.loads(raw)
+        else:
+            with pytest.raises(TooDeep):
+                json_body.loads(raw)
+
+
+@SETTINGS
+@given(
+    st.binary(max_size=200)
+    | st.text(alphabet='[]{}",:\\ 1a', max_size=400).map(str.encode)
+    | st.tuples(st.integers(0, 2000), st.text(alphabet='[]{}",:\\ 1a', max_size=200)).map(
+        lambda deep: ("[" * deep[0] + deep[1]).encode()
+    )
+)
+def test_any_bytes_parse_as_json_loads_does_or_are_refused_cleanly(raw):
+    try:
+        expected = json.loads(raw)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError included
+        with pytest.raises(json_body.MalformedJson):
+            json_body.loads(raw)
+        return
+    try:
+        assert json_body.loads(raw) == expected
+    except TooDeep:
+        assert json_depth(expected) > MAX_DEPTH
+
+
+# --- numbers: what a datatype or a feature type holds --------------------------------------------
+
+NUMBERS = (
+    st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.sampled_from([10**400, -(10**400), 2**63, 2**63 - 1, 2**64, -1, 1e30, 65504.5, 3.5e38])
+)
+
+
+class Zeros:
+    """An estimator that predicts 0 for each row, fitted on named columns or on an array."""
+
+    def __init__(self, names: list[str] | None) -> None:
+        self.n_features_in_ = 2
+        if names is not None:
+            self.feature_names_in_ = np.array(names, dtype=object)
+
+    def predict(self, X):
+        return np.zeros(len(X))
+
+
+@SETTINGS
+@given(st.sampled_from(sorted(RANGES)), NUMBERS)
+def test_a_tensor_number_is_accepted_only_within_its_datatype(datatype, value):
+    model = LoadedModel(IRIS, name="iris", version=1, sha256="0" * 64, format="joblib")
+    inputs = [{"name": name, "shape": [1], "datatype": "FP64", "data": [1.0]} for name in FEATURES]
+    inputs[0].update(datatype=datatype, data=[value])
+    low, high = RANGES[datatype]
+    whole = datatype not in INTEGERS or type(value) is int or value.is_integer()
+    infinite = type(value) is float and math.isinf(value)  # a float of every width
+    fits = low <= value <= high or (infinite and datatype not in INTEGERS)
+    try:
+        rows = rows_from_inputs(model, inputs, max_rows=1)
+    except InvalidInput as refusal:
+        assert not (fits and whole), refusal
+        assert f"input {FEATURES[0]!r}" in str(refusal)
+        return
+    assert fits and whole and rows[0][FEATURES[0]] == value
+
+
+@SETTINGS
+@given(st.sampled_from([["n", "i"], None]), NUMBERS, NUMBERS)
+def test_rows_that_pass_validation_always_reach_the_model(names, number, integer):
+    schema = [Feature(name="n", type="number"), Feature(name="i", type="integer")]
+    model = LoadedModel(
+        Zeros(names), name="m", version=1, sha256="0" * 64, format="joblib", input_schema=schema
+    )
+    try:
+        rows = model.validate([{"n": number, "i": integer}])
+    except InvalidInput as refusal:
+        assert "feature 'n'" in str(refusal) or "feature 'i'" in str(refusal)
+        return
+    assert model.predict(rows).predictions == [0.0]  # no OverflowError on the way in
