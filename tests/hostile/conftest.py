@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 
@@ -80,14 +79,3 @@ def seed(server: ServerProcess, artifact: bytes) -> World:
             agent_b=agent_b["token"],
             agent_b_id=agent_b["agent_id"],
         )
-
-
-def integrity(data_dir: Path) -> str:
-    """Return SQLite's own verdict on the store's database file."""
-    import sqlite3
-
-    db = sqlite3.connect(data_dir / "tether.db")
-    try:
-        return db.execute("PRAGMA integrity_check").fetchone()[0]
-    finally:
-        db.close()

@@ -26,8 +26,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from control_plane.api.routing import OPERATIONS
-from tests.hostile.conftest import World, integrity, seed
+from tests.hostile.conftest import World, seed
 from tests.support.processes import ServerProcess
+from tests.support.store import integrity
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,6 @@ A control plane "down" for an agent is the proxy refusing connections: the serve
 from __future__ import annotations
 
 import io
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,14 +69,6 @@ def model_bytes(c: float, padding: int = 0) -> bytes:
     buffer = io.BytesIO()
     joblib.dump(model, buffer)
     return buffer.getvalue()
-
-
-def integrity(database: Path) -> str:
-    """Run PRAGMA integrity_check on a store file and return its verdict."""
-    with sqlite3.connect(database) as conn:
-        verdict = conn.execute("PRAGMA integrity_check").fetchone()[0]
-    conn.close()
-    return verdict
 
 
 @pytest.fixture(scope="session")

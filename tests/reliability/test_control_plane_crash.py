@@ -22,12 +22,13 @@ import pytest
 from agent.outbox import Outbox
 from agent.state import StateStore
 from common.reports import Report
-from tests.reliability.conftest import enroll_agent, integrity
+from tests.reliability.conftest import enroll_agent
 from tests.support.admin import Admin
 from tests.support.agent_process import AgentProcess, eventually
 from tests.support.faulty_proxy import FaultyProxy
 from tests.support.processes import ServerProcess
 from tests.support.reports import shadow_report
+from tests.support.store import integrity
 
 pytestmark = pytest.mark.e2e
 MIB = 1024 * 1024
@@ -93,7 +94,7 @@ def test_killed_during_a_burst_of_reports_from_several_agents_stores_each_once(
         eventually(lambda: waiting() < 3 * PER_AGENT - 150, timeout=60, interval=0.02)
         server.stop(signal.SIGKILL)
         assert waiting() > 0  # some reports were not acknowledged when it died
-        assert integrity(server.data_dir / "tether.db") == "ok"
+        assert integrity(server.data_dir) == "ok"
         proxy.mode = "ok"
         revived = restart(server)
         stack.callback(revived.stop)
@@ -188,7 +189,7 @@ def test_killed_mid_upload_and_mid_desired_changes_leaves_a_consistent_store(ser
     finally:
         upload.close()
     database = server.data_dir / "tether.db"
-    assert integrity(database) == "ok"
+    assert integrity(server.data_dir) == "ok"
     # As a kill between an upload's rename into place and its commit would leave it:
     orphan = artifacts / "sha256" / ("0" * 64)
     orphan.write_bytes(b"never a version")
