@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tarfile
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -146,6 +147,21 @@ def test_a_hostile_bundle_is_refused_whole(at_v1: Site, bundle_of, tmp_path, cha
     assert reason in (StateStore(at_v1.data_dir).load().last_error or "")
 
 
+@pytest.mark.parametrize("kind", ["a character device", "a FIFO"])
+def test_a_device_or_a_fifo_is_refused_before_a_byte_is_read(at_v1: Site, tmp_path, kind):
+    """/dev/zero never ends; a FIFO nobody writes to would make the import wait forever."""
+    path = tmp_path / "not-a-file.tar"
+    if kind == "a FIFO":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    before = snapshot(at_v1)
+    with pytest.raises(BundleRefused, match=f"it is {kind}, not a regular file"):
+        at_v1.apply(path)
+    assert snapshot(at_v1) == before
+    assert at_v1.serving() == {"wine": 1}
+
+
 def test_a_huge_pax_header_is_refused_before_tarfile_reads_it(at_v1: Site, bundle_of):
     bloated = info("sha256/" + "1" * 64, size=1)
     bloated.pax_headers = {"comment": "x" * 200_000}
@@ -260,8 +276,6 @@ def test_the_cli_applies_a_bundle(at_v1: Site, bundle_of):
 
 def test_the_direct_import_refuses_while_the_agent_runs(at_v1: Site, bundle_of):
     """The agent applies it then (agent.inbox, tests/airgap/test_bundle_inbox.py)."""
-    import os
-
     from agent.daemon import AgentDaemon
 
     daemon = AgentDaemon(at_v1.settings, serve=False)
