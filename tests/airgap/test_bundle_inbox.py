@@ -196,7 +196,8 @@ def test_no_wait_returns_at_once_and_the_agent_applies_it_later(
     report = BundleReport.model_validate_json(result.read_bytes())
     assert report.refused is None and report.failed == {}
     # Both bundles were applied, in order: the first swapped, the second found v2 in place.
-    assert sorted(p.suffix for p in inbox_of(agent).iterdir()) == [".json", ".json"]
+    # The agent writes a result, then removes its bundle: wait for both.
+    eventually(lambda: sorted(p.suffix for p in inbox_of(agent).iterdir()) == [".json", ".json"])
     assert not any(p.name.endswith(".tar") for p in inbox_of(agent).iterdir())
 
 
