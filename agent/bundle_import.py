@@ -11,7 +11,9 @@
        whole bundle;
     4. stream each member through the cache's verified download path (never
        `tarfile.extractall`), so a file lands in `artifacts/sha256/` only once its digest
-       matched; a mismatch refuses the bundle and drops what this import cached;
+       matched; a member the cache already holds is hashed all the same (and not stored), so
+       a damaged or tampered medium is refused, not believed sound; a mismatch refuses the
+       bundle and drops what this import cached;
     5. accept the manifest (persisted before acting, trusted keys learned), then reconcile:
        load, smoke-test and swap, fetching through a bundle-backed opener instead of HTTP.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hmac
 import logging
 import os
 import re
@@ -36,12 +39,13 @@ from typing import IO
 from pydantic import ValidationError
 
 from agent.bundle_tar import BundleRefused, open_bundle, scan_headers
-from agent.cache import ArtifactCache, CacheError
+from agent.cache import ArtifactCache, CacheError, VerificationFailed
 from agent.reconciler import ManifestRefused, Outcome, Reconciler
 from agent.settings import AgentSettings
 from agent.slots import ModelSlots
 from agent.state import LOCK_FILE, Identity, StateStore, utcnow
 from common.bundles import BUNDLE_BLOB_DIR, BUNDLE_MANIFEST, MAX_MANIFEST_BYTES
+from common.digests import sha256_stream
 from common.schemas import Manifest, SignedManifest
 
 log = logging.getLogger("tether.agent.bundle")
@@ -65,6 +69,7 @@ class ImportResult:
     signed_by: str
     cached: list[str] = field(default_factory=list)  # digests this import put in the cache
     reused: list[str] = field(default_factory=list)  # digests the cache already held
+    checked: list[str] = field(default_factory=list)  # members whose bytes matched, all of them
     outcome: Outcome | None = None
 
 
@@ -324,19 +329,38 @@ def stage(
     cache: ArtifactCache,
     result: ImportResult,
 ) -> None:
-    """Put every member into the cache, verified; on any mismatch undo this import's files."""
+    """Put every member into the cache, verified; on any mismatch undo this import's files.
+
+    A member the cache already holds is hashed too, though its bytes are not needed: a bundle
+    with a bad member is refused whether or not this agent needed that member.
+    """
     try:
         for digest, member in sorted(members.items()):
             if cache.has(digest, member.size):
+                verify_member(archive, member, digest)
                 result.reused.append(digest)
             else:
                 result.cached.append(digest)
             cache.get(digest, member.size, member_opener(archive, member))
+            result.checked.append(digest)
     except CacheError as error:
         for digest in result.cached:
             cache.path(digest).unlink(missing_ok=True)
             cache.part_path(digest).unlink(missing_ok=True)
         raise BundleRefused(f"{error}; nothing applied") from None
+
+
+def verify_member(archive: tarfile.TarFile, member: tarfile.TarInfo, digest: str) -> None:
+    """Hash a member as it streams by, storing nothing; raise VerificationFailed on a mismatch."""
+    reader = archive.extractfile(member)
+    assert reader is not None  # check_members let regular files only through
+    with reader:
+        actual = sha256_stream(reader)
+    if not hmac.compare_digest(actual, digest):
+        raise VerificationFailed(
+            f"member {member.name!r} has sha256 {actual[:12]}, expected {digest[:12]}: the "
+            "bundle is damaged or tampered with (the cache's own copy is sound)"
+        )
 
 
 def bundle_opener(

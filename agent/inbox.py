@@ -70,6 +70,7 @@ class BundleReport(BaseModel):
     signed_by: str = ""
     cached: int = 0
     reused: int = 0
+    checked: int = 0  # files in the bundle whose bytes matched the signed manifest
     swapped: list[str] = Field(default_factory=list)
     removed: list[str] = Field(default_factory=list)
     failed: dict[str, str] = Field(default_factory=dict)
@@ -88,6 +89,7 @@ class BundleReport(BaseModel):
             signed_by=result.signed_by,
             cached=len(result.cached),
             reused=len(result.reused),
+            checked=len(result.checked),
             swapped=outcome.swapped,
             removed=outcome.removed,
             failed=outcome.failed,

@@ -266,13 +266,16 @@ def _show_import(report: BundleReport, as_json: bool) -> None:
     if report.error is not None:
         raise click.ClickException(f"the agent could not apply the bundle: {report.error}")
     if as_json:
-        keys = ("environment", "revision", "signed_by", "cached", "reused")
+        keys = ("environment", "revision", "signed_by", "cached", "reused", "checked")
         summary = report.model_dump(include={*keys, "swapped", "removed", "failed"})
         click.echo(json.dumps(summary, indent=2))
     else:
+        # Every file in the bundle was hashed, those already cached too: say so.
+        checked = f"; all {report.checked} in it match their digests" if report.checked else ""
         click.echo(
             f"Bundle revision {report.revision} of {report.environment} verified (key "
-            f"{report.signed_by}); {report.cached} file(s) cached, {report.reused} already there."
+            f"{report.signed_by}){checked}; {report.cached} file(s) cached, {report.reused} "
+            "already there."
         )
         for name in report.swapped:
             click.echo(f"  {name}: now v{report.versions[name]}")

@@ -56,6 +56,7 @@ def test_the_same_bundle_twice_changes_nothing(at_v1: Site, bundle_of):
     at_v1.apply(bundle)
     again = at_v1.apply(bundle)
     assert again.cached == [] and again.outcome is not None and again.outcome.swapped == []
+    assert again.checked == again.reused and len(again.checked) == 1  # hashed, though cached
     assert at_v1.serving() == {"wine": 2}
 
 
@@ -145,6 +146,28 @@ def test_a_hostile_bundle_is_refused_whole(at_v1: Site, bundle_of, tmp_path, cha
     assert at_v1.serving() == {"wine": 1}
     assert not (tmp_path / "escaped").exists() and not Path("/tmp/tether-escaped").exists()
     assert reason in (StateStore(at_v1.data_dir).load().last_error or "")
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["human", "json"])
+def test_a_tampered_member_is_refused_though_the_cache_holds_it(
+    at_v1: Site, bundle_of, api, as_json
+):
+    """The member is not needed (v1 is cached), but a bad medium must not pass for a sound one."""
+    desire(api, "wine", 1)  # a newer revision naming v1, whose artifact the site holds
+    hostile = rewrite(bundle_of(), replacing_artifact(flip=True))
+    before = snapshot(at_v1)
+    result = CliRunner().invoke(
+        cli,
+        ["agent", "import-bundle", str(hostile), "--data-dir", str(at_v1.data_dir)]
+        + (["--json"] if as_json else []),
+        env={"TETHER_MODE": "offline", "TETHER_FREE_DISK_RESERVE_BYTES": "0"},
+    )
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "bundle refused, nothing applied: member 'sha256/" in result.output
+    assert "the bundle is damaged or tampered with" in result.output
+    assert snapshot(at_v1) == before  # the revision is not accepted, the cached copy is kept
+    assert at_v1.serving() == {"wine": 1}
+    assert "damaged or tampered" in (StateStore(at_v1.data_dir).load().last_error or "")
 
 
 @pytest.mark.parametrize("kind", ["a character device", "a FIFO"])

@@ -139,6 +139,7 @@ def test_a_bundle_handed_to_the_running_agent_swaps_with_no_gap(
         "signed_by": json.loads(again.stdout)["signed_by"],
         "cached": 0,
         "reused": 1,
+        "checked": 1,  # the member was hashed though the cache held it
         "swapped": [],
         "removed": [],
         "failed": {},
