@@ -1,6 +1,8 @@
 """Apply a signed bundle with no network: the same checks, cache, smoke test and swap as a poll.
 
-    1. scan the raw tar headers: bounded metadata, a bounded number of members;
+    1. open it (a regular file, at most `max_bundle_bytes`) and scan the raw tar headers
+       before tarfile does (agent.bundle_tar): only regular members and bounded metadata,
+       every size inside the file, a bounded number of members;
     2. read `manifest.json` (the first member) and verify it exactly as a pulled manifest
        (`Reconciler.verify_manifest`: signature, trusted key, environment, revision, expiry);
     3. check every other member against that manifest before reading a byte of it: a regular
@@ -9,7 +11,9 @@
        whole bundle;
     4. stream each member through the cache's verified download path (never
        `tarfile.extractall`), so a file lands in `artifacts/sha256/` only once its digest
-       matched; a mismatch refuses the bundle and drops what this import cached;
+       matched; a member the cache already holds is hashed all the same (and not stored), so
+       a damaged or tampered medium is refused, not believed sound; a mismatch refuses the
+       bundle and drops what this import cached;
     5. accept the manifest (persisted before acting, trusted keys learned), then reconcile:
        load, smoke-test and swap, fetching through a bundle-backed opener instead of HTTP.
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hmac
 import logging
 import os
 import re
@@ -33,32 +38,20 @@ from typing import IO
 
 from pydantic import ValidationError
 
-from agent.cache import ArtifactCache, CacheError
+from agent.bundle_tar import BundleRefused, open_bundle, scan_headers
+from agent.cache import ArtifactCache, CacheError, VerificationFailed
 from agent.reconciler import ManifestRefused, Outcome, Reconciler
 from agent.settings import AgentSettings
 from agent.slots import ModelSlots
 from agent.state import LOCK_FILE, Identity, StateStore
 from common.bundles import BUNDLE_BLOB_DIR, BUNDLE_MANIFEST, MAX_MANIFEST_BYTES
 from common.clock import utcnow
+from common.digests import sha256_stream
 from common.schemas import Manifest, SignedManifest
 
 log = logging.getLogger("tether.agent.bundle")
 
-BLOCK = tarfile.BLOCKSIZE
-MAX_MEMBERS = 10_000
-MAX_METADATA_BYTES = 64 * 1024  # a pax or GNU long-name header is read whole by tarfile
-METADATA_TYPES = {
-    tarfile.XHDTYPE,
-    tarfile.XGLTYPE,
-    tarfile.GNUTYPE_LONGNAME,
-    tarfile.GNUTYPE_LONGLINK,
-}
-PAX_SIZE = re.compile(rb"\n\d+ size=(\d+)\n")
 MEMBER_NAME = re.compile(re.escape(BUNDLE_BLOB_DIR) + r"([0-9a-f]{64})")
-
-
-class BundleRefused(Exception):
-    """The bundle is unsafe, tampered with or not for this agent; nothing was applied."""
 
 
 class AgentRunning(Exception):
@@ -77,6 +70,7 @@ class ImportResult:
     signed_by: str
     cached: list[str] = field(default_factory=list)  # digests this import put in the cache
     reused: list[str] = field(default_factory=list)  # digests the cache already held
+    checked: list[str] = field(default_factory=list)  # members whose bytes matched, all of them
     outcome: Outcome | None = None
 
 
@@ -132,21 +126,26 @@ def import_bundle(
             keep_versions=settings.keep_versions,
             clock_skew=settings.clock_skew,
         )
-        return apply_bundle(Path(path), reconciler, restore=True)
+        return apply_bundle(
+            Path(path), reconciler, restore=True, max_bytes=settings.max_bundle_bytes
+        )
 
 
-def apply_bundle(path: Path, reconciler: Reconciler, *, restore: bool = False) -> ImportResult:
+def apply_bundle(
+    path: Path, reconciler: Reconciler, *, restore: bool = False, max_bytes: int | None = None
+) -> ImportResult:
     """Verify the bundle at `path` and apply it through `reconciler` (its slots, its cache).
 
     `restore` first loads what serves now into the reconciler's slots, for a reconciler of its
-    own; a running agent's slots already hold it. A refusal is recorded in the state and raised
-    as BundleRefused; the reconciler's opener is put back either way.
+    own; a running agent's slots already hold it. A bundle over `max_bytes` is refused. A
+    refusal is recorded in the state and raised as BundleRefused; the reconciler's opener is
+    put back either way.
     """
     store = reconciler.state
     opener = reconciler.opener
     try:
         with reconciler.lock:
-            return _import(path, reconciler, restore)
+            return _import(path, reconciler, restore, max_bytes)
     except (BundleRefused, ManifestRefused) as error:
         with store.edit(durable=False) as state:
             state.last_error = f"bundle {path.name} refused: {error}"[:2000]
@@ -158,13 +157,11 @@ def apply_bundle(path: Path, reconciler: Reconciler, *, restore: bool = False) -
         reconciler.opener = opener
 
 
-def _import(path: Path, reconciler: Reconciler, restore: bool) -> ImportResult:
+def _import(
+    path: Path, reconciler: Reconciler, restore: bool, max_bytes: int | None
+) -> ImportResult:
     store, cache = reconciler.state, reconciler.cache
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
-    except OSError as error:
-        raise BundleRefused(f"cannot read {path}: {error.strerror or error}") from None
-    with handle:
+    with open_bundle(path, max_bytes) as handle:
         scan_headers(handle)
         handle.seek(0)
         try:
@@ -216,43 +213,6 @@ def _tar_errors_refuse(path: Path) -> Iterator[None]:
 
 def _no_opener(name: str, version: int, offset: int):  # type: ignore[no-untyped-def]
     raise CacheError(f"{name} v{version} is not in the bundle")
-
-
-def scan_headers(handle: IO[bytes]) -> None:
-    """Walk the raw tar headers before tarfile does: bounded metadata and member count.
-
-    tarfile reads a pax or GNU long-name header into memory whole, and keeps one TarInfo per
-    member; a hostile bundle could use either to exhaust memory before any check ran.
-    """
-    members = 0
-    size_override: int | None = None  # a pax header's size= applies to the next member
-    while True:
-        header = handle.read(BLOCK)
-        if len(header) < BLOCK or header == bytes(BLOCK):
-            return  # the end (tarfile reports a truncated archive itself)
-        try:
-            size = tarfile.nti(header[124:136])  # type: ignore[attr-defined]
-        except tarfile.HeaderError:
-            raise BundleRefused("an unreadable tar header") from None
-        kind = header[156:157]
-        if size < 0:
-            raise BundleRefused("a tar header with a negative size")
-        if kind in METADATA_TYPES:
-            if size > MAX_METADATA_BYTES:
-                raise BundleRefused(
-                    f"a {size}-byte tar metadata header (at most {MAX_METADATA_BYTES})"
-                )
-            data = handle.read(size)
-            handle.seek(-(-size // BLOCK) * BLOCK - size, os.SEEK_CUR)
-            if kind == tarfile.XHDTYPE and (found := PAX_SIZE.search(b"\n" + data)):
-                size_override = int(found.group(1))
-            continue
-        if size_override is not None:
-            size, size_override = size_override, None
-        members += 1
-        if members > MAX_MEMBERS:
-            raise BundleRefused(f"more than {MAX_MEMBERS} members")
-        handle.seek(-(-size // BLOCK) * BLOCK, os.SEEK_CUR)
 
 
 def read_manifest(archive: tarfile.TarFile) -> SignedManifest:
@@ -370,19 +330,38 @@ def stage(
     cache: ArtifactCache,
     result: ImportResult,
 ) -> None:
-    """Put every member into the cache, verified; on any mismatch undo this import's files."""
+    """Put every member into the cache, verified; on any mismatch undo this import's files.
+
+    A member the cache already holds is hashed too, though its bytes are not needed: a bundle
+    with a bad member is refused whether or not this agent needed that member.
+    """
     try:
         for digest, member in sorted(members.items()):
             if cache.has(digest, member.size):
+                verify_member(archive, member, digest)
                 result.reused.append(digest)
             else:
                 result.cached.append(digest)
             cache.get(digest, member.size, member_opener(archive, member))
+            result.checked.append(digest)
     except CacheError as error:
         for digest in result.cached:
             cache.path(digest).unlink(missing_ok=True)
             cache.part_path(digest).unlink(missing_ok=True)
         raise BundleRefused(f"{error}; nothing applied") from None
+
+
+def verify_member(archive: tarfile.TarFile, member: tarfile.TarInfo, digest: str) -> None:
+    """Hash a member as it streams by, storing nothing; raise VerificationFailed on a mismatch."""
+    reader = archive.extractfile(member)
+    assert reader is not None  # check_members let regular files only through
+    with reader:
+        actual = sha256_stream(reader)
+    if not hmac.compare_digest(actual, digest):
+        raise VerificationFailed(
+            f"member {member.name!r} has sha256 {actual[:12]}, expected {digest[:12]}: the "
+            "bundle is damaged or tampered with (the cache's own copy is sound)"
+        )
 
 
 def bundle_opener(

@@ -116,7 +116,9 @@ class AgentDaemon:
             clock_skew=settings.clock_skew,
         )
         # Bundles handed to the running agent (`tether agent import-bundle`), online or not.
-        self.inbox = InboxWatcher(settings.data_dir, self.reconciler)
+        self.inbox = InboxWatcher(
+            settings.data_dir, self.reconciler, max_bundle_bytes=settings.max_bundle_bytes
+        )
         self.poller = Poller(
             client=self.client,
             reconciler=self.reconciler,

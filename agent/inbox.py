@@ -8,27 +8,38 @@
 The agent looks at the inbox every `INBOX_INTERVAL` seconds and applies each `.tar` with
 `agent.bundle_import.apply_bundle` through its own reconciler, so the inference server swaps
 models with no gap. It then writes the result and removes the bundle. Other files are left
-alone. Every `.part` is removed as the agent starts (a copy cut off by a crash or a restart),
-and later one nobody wrote to for `STALE_PART` seconds; a result nobody collected (`--no-wait`)
-goes after `STALE_RESULT` seconds.
+alone; a result nobody collected (`--no-wait`) goes after `STALE_RESULT` seconds.
+
+The copy is bounded: only a regular file (a device or a FIFO never ends), at most
+`max_bundle_bytes`, and only while `free_disk_reserve_bytes` stay free; exactly the size the
+file had when opened. Its writer holds an exclusive flock on the `.part` until it is renamed,
+so a `.part` nobody holds is a copy that was cut off (killed, crashed, the host restarted): each
+inbox scan and each hand-off removes it (`remove_stale_parts`), once nobody wrote to it for
+`PART_GRACE` seconds (the moment between creating a part and locking it). A `.part` the
+cleaner cannot open to tell goes once nobody wrote to it for `STALE_PART` seconds.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import re
 import secrets
+import shutil
+import stat
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from pydantic import BaseModel, Field, ValidationError
 
 from agent.bundle_import import BundleRefused, ImportResult, apply_bundle
+from agent.bundle_tar import open_bundle
 from agent.reconciler import Reconciler
 from agent.state import fsync_directory, write_atomic
 
@@ -39,6 +50,7 @@ BUNDLE_SUFFIX = ".tar"
 PART_SUFFIX = ".tar.part"
 RESULT_SUFFIX = ".result.json"
 INBOX_INTERVAL = 0.5
+PART_GRACE = 5.0
 STALE_PART = 600.0
 STALE_RESULT = 86400.0
 COPY_CHUNK = 1024 * 1024
@@ -58,6 +70,7 @@ class BundleReport(BaseModel):
     signed_by: str = ""
     cached: int = 0
     reused: int = 0
+    checked: int = 0  # files in the bundle whose bytes matched the signed manifest
     swapped: list[str] = Field(default_factory=list)
     removed: list[str] = Field(default_factory=list)
     failed: dict[str, str] = Field(default_factory=dict)
@@ -76,6 +89,7 @@ class BundleReport(BaseModel):
             signed_by=result.signed_by,
             cached=len(result.cached),
             reused=len(result.reused),
+            checked=len(result.checked),
             swapped=outcome.swapped,
             removed=outcome.removed,
             failed=outcome.failed,
@@ -104,10 +118,17 @@ class HandOff:
 
 
 def hand_off(
-    bundle: Path, data_dir: Path, *, progress: Callable[[int], None] | None = None
+    bundle: Path,
+    data_dir: Path,
+    *,
+    max_bytes: int | None = None,
+    reserve_bytes: int = 0,
+    progress: Callable[[int], None] | None = None,
 ) -> HandOff:
     """Copy `bundle` into the running agent's inbox, fsynced, and rename it into place.
 
+    Raise BundleRefused for a file that is no bundle to copy (not a regular file, over
+    `max_bytes`), InboxError when the copy fails or would leave less than `reserve_bytes` free.
     `progress` is told the bytes copied by each chunk.
     """
     inbox = inbox_dir(data_dir)
@@ -116,33 +137,111 @@ def hand_off(
             f"the running agent has no inbox ({inbox}): it predates bundle hand-off; stop it, "
             "import, then start it again"
         )
+    remove_stale_parts(inbox)
     # Unique, in hand-off order, and naming the file the operator gave (for the agent's log).
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", bundle.name.removesuffix(BUNDLE_SUFFIX))[:80]
     name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}-{stem}"
     part = inbox / (name + PART_SUFFIX)
-    try:
-        source = open(bundle, "rb")  # noqa: SIM115 - closed by the with below
-    except OSError as error:
-        raise InboxError(f"cannot read {bundle}: {error.strerror or error}") from None
-    try:
-        with source:
-            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    final = inbox / (name + BUNDLE_SUFFIX)
+    with open_bundle(bundle, max_bytes) as source:
+        size = os.fstat(source.fileno()).st_size
+        free = shutil.disk_usage(inbox).free
+        if free - size < reserve_bytes:
+            raise InboxError(
+                f"the bundle needs {size} bytes in {inbox} but only {free} are free and "
+                f"{reserve_bytes} must stay free (free_disk_reserve_bytes)"
+            )
+        try:
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             with os.fdopen(fd, "wb") as target:
+                # Held until the rename: a .part no process holds is a copy cut off.
+                fcntl.flock(target.fileno(), fcntl.LOCK_EX)
                 _give_to_inbox_owner(target.fileno(), inbox)
-                while chunk := source.read(COPY_CHUNK):
-                    target.write(chunk)
-                    if progress is not None:
-                        progress(len(chunk))
+                _copy(source, target, size, bundle, progress)
                 target.flush()
                 os.fsync(target.fileno())
-        final = inbox / (name + BUNDLE_SUFFIX)
-        os.replace(part, final)
-    except OSError as error:
-        with contextlib.suppress(OSError):
-            part.unlink()
-        raise InboxError(f"cannot copy {bundle} into {inbox}: {error.strerror or error}") from None
+                os.replace(part, final)
+        except BaseException as error:  # Ctrl-C too: leave no part behind
+            with contextlib.suppress(OSError):
+                part.unlink()
+            if isinstance(error, OSError):
+                raise InboxError(
+                    f"cannot copy {bundle} into {inbox}: {error.strerror or error}"
+                ) from None
+            raise
     fsync_directory(inbox)
     return HandOff(name=name, path=final)
+
+
+def _copy(
+    source: IO[bytes],
+    target: IO[bytes],
+    size: int,
+    bundle: Path,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Copy exactly the `size` bytes the file had when opened (the checks were made on it)."""
+    remaining = size
+    while remaining:
+        chunk = source.read(min(COPY_CHUNK, remaining))
+        if not chunk:
+            raise InboxError(f"{bundle} shrank while it was copied: copy it again")
+        target.write(chunk)
+        remaining -= len(chunk)
+        if progress is not None:
+            progress(len(chunk))
+    if source.read(1):
+        raise InboxError(f"{bundle} grew while it was copied: copy it once it is whole")
+
+
+def remove_stale_parts(inbox: Path, grace: float = PART_GRACE) -> list[str]:
+    """Remove every .part whose copy was cut off; return their names.
+
+    One no process holds a lock on goes once nobody wrote to it for `grace` seconds; one this
+    process cannot open to tell goes after `STALE_PART` seconds.
+    """
+    removed = []
+    now = time.time()
+    with contextlib.suppress(OSError), os.scandir(inbox) as entries:
+        for entry in entries:
+            part = Path(entry.path)
+            if entry.name.endswith(PART_SUFFIX) and _remove_if_cut_off(part, now, grace):
+                log.info("removed %s from the inbox: its copy was cut off", entry.name)
+                removed.append(entry.name)
+    return removed
+
+
+def _remove_if_cut_off(part: Path, now: float, grace: float) -> bool:
+    try:
+        info = part.lstat()
+    except OSError:
+        return False
+    idle = now - info.st_mtime
+    if not stat.S_ISREG(info.st_mode) or idle < grace:
+        return False
+    try:
+        fd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return idle >= STALE_PART and _unlink(part)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # its copy is still running
+        except OSError:  # no locks on this file system: go by age alone
+            return idle >= STALE_PART and _unlink(part)
+        # Unlinked while locked, and only if the name is still this file's.
+        return os.fstat(fd).st_ino == info.st_ino and _unlink(part)
+    finally:
+        os.close(fd)
+
+
+def _unlink(path: Path) -> bool:
+    try:
+        path.unlink()
+    except OSError:
+        return False
+    return True
 
 
 def _give_to_inbox_owner(fd: int, inbox: Path) -> None:
@@ -201,21 +300,29 @@ class InboxWatcher:
     """Apply the bundles handed to a running agent, one at a time, on a thread of its own."""
 
     def __init__(
-        self, data_dir: Path, reconciler: Reconciler, *, interval: float = INBOX_INTERVAL
+        self,
+        data_dir: Path,
+        reconciler: Reconciler,
+        *,
+        interval: float = INBOX_INTERVAL,
+        max_bundle_bytes: int | None = None,
     ) -> None:
         self.inbox = inbox_dir(data_dir)
         self.reconciler = reconciler
         self.interval = interval
+        self.max_bundle_bytes = max_bundle_bytes
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._stuck: set[str] = set()  # bundles that could not be removed: never retried
 
     def prepare(self) -> None:
-        """Make the inbox (mode 0700) and remove every .part: a copy starts only while an agent
-        runs, so one found as the agent starts was cut off by a crash or a restart."""
+        """Make the inbox (mode 0700) and remove every .part no copy holds, however recent:
+        a copy starts only while an agent runs, so one found unheld as the agent starts was
+        cut off by a crash or a restart."""
         self.inbox.mkdir(mode=0o700, exist_ok=True)
         os.chmod(self.inbox, 0o700)
-        self._clean(part_age=0.0)
+        remove_stale_parts(self.inbox, grace=0.0)
+        self._clean()
 
     def start(self) -> None:
         """Watch the inbox until `stop`."""
@@ -253,6 +360,9 @@ class InboxWatcher:
                 continue
             self.apply(self.inbox / name)
             done += 1
+        # Every scan, not only after a bundle: a copy killed mid-way must not wait for one.
+        if any(name.endswith(PART_SUFFIX) for name in names):
+            remove_stale_parts(self.inbox)
         if done:
             self._clean()
         return done
@@ -262,7 +372,8 @@ class InboxWatcher:
         name = bundle.name.removesuffix(BUNDLE_SUFFIX)
         log.info("bundle %s handed in: applying it", bundle.name)
         try:
-            report = BundleReport.of(apply_bundle(bundle, self.reconciler))
+            applied = apply_bundle(bundle, self.reconciler, max_bytes=self.max_bundle_bytes)
+            report = BundleReport.of(applied)
         except BundleRefused as error:
             log.error("bundle %s refused, nothing applied: %s", bundle.name, error)
             report = BundleReport(refused=str(error))
@@ -282,20 +393,17 @@ class InboxWatcher:
             self._stuck.add(bundle.name)
         return report
 
-    def _clean(self, part_age: float = STALE_PART) -> None:
+    def _clean(self) -> None:
+        """Remove the results nobody collected (`--no-wait`) for `STALE_RESULT` seconds."""
         now = time.time()
         with contextlib.suppress(OSError), os.scandir(self.inbox) as entries:
             for entry in entries:
-                if entry.name.endswith(PART_SUFFIX):
-                    age = part_age
-                elif entry.name.endswith(RESULT_SUFFIX):
-                    age = STALE_RESULT
-                else:
+                if not entry.name.endswith(RESULT_SUFFIX):
                     continue
                 with contextlib.suppress(OSError):
                     if (
                         entry.is_file(follow_symlinks=False)
-                        and now - entry.stat(follow_symlinks=False).st_mtime >= age
+                        and now - entry.stat(follow_symlinks=False).st_mtime >= STALE_RESULT
                     ):
                         os.unlink(entry.path)
                         log.info("removed stale %s from the inbox", entry.name)

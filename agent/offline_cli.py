@@ -6,6 +6,7 @@ its models in, its reports out, their acknowledgement in. docs/air-gapped.md wal
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from common.schemas import EnrollRequest
 
 if TYPE_CHECKING:
     from agent.inbox import BundleReport, HandOff
+    from agent.settings import AgentSettings
 
 MIB = 1024 * 1024
 BIG_BUNDLE = 64 * MIB  # a hand-off this big shows its progress
@@ -192,7 +194,7 @@ def import_bundle(
     try:
         report = BundleReport.of(apply_bundle(bundle, settings))
     except AgentRunning as running:
-        handed = _hand_to_agent(bundle, settings.data_dir, running.pid)
+        handed = _hand_to_agent(bundle, settings, running.pid)
         if no_wait:
             if as_json:
                 click.echo(json.dumps({"handed_off": str(handed.path), "agent_pid": running.pid}))
@@ -215,22 +217,32 @@ def _agent(pid: int | None) -> str:
     return f"the running agent (pid {pid if pid is not None else '?'})"
 
 
-def _hand_to_agent(bundle: Path, data_dir: Path, pid: int | None) -> HandOff:
+def _hand_to_agent(bundle: Path, settings: AgentSettings, pid: int | None) -> HandOff:
     """Copy the bundle into the running agent's inbox, with progress for a big one."""
+    from agent.bundle_import import BundleRefused
     from agent.inbox import InboxError, hand_off
 
     stream = sys.stderr  # looked up now: CliRunner swaps it
     size = bundle.stat().st_size if bundle.is_file() else 0
+    copy = functools.partial(
+        hand_off,
+        bundle,
+        settings.data_dir,
+        max_bytes=settings.max_bundle_bytes,
+        reserve_bytes=settings.free_disk_reserve_bytes,
+    )
     try:
-        if size < BIG_BUNDLE:
-            handed = hand_off(bundle, data_dir)
+        if size < BIG_BUNDLE or size > settings.max_bundle_bytes:  # too big: refused at once
+            handed = copy()
         elif stream.isatty():
             label = f"Handing the bundle to {_agent(pid)}"
             with click.progressbar(length=size, label=label, file=stream) as bar:
-                handed = hand_off(bundle, data_dir, progress=bar.update)
+                handed = copy(progress=bar.update)
         else:
             click.echo(f"Copying {size // MIB} MiB into the inbox of {_agent(pid)}...", err=True)
-            handed = hand_off(bundle, data_dir)
+            handed = copy()
+    except BundleRefused as error:
+        raise click.ClickException(f"bundle refused, nothing applied: {error}") from None
     except InboxError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"Handed {bundle.name} to {_agent(pid)}.", err=True)
@@ -254,13 +266,16 @@ def _show_import(report: BundleReport, as_json: bool) -> None:
     if report.error is not None:
         raise click.ClickException(f"the agent could not apply the bundle: {report.error}")
     if as_json:
-        keys = ("environment", "revision", "signed_by", "cached", "reused")
+        keys = ("environment", "revision", "signed_by", "cached", "reused", "checked")
         summary = report.model_dump(include={*keys, "swapped", "removed", "failed"})
         click.echo(json.dumps(summary, indent=2))
     else:
+        # Every file in the bundle was hashed, those already cached too: say so.
+        checked = f"; all {report.checked} in it match their digests" if report.checked else ""
         click.echo(
             f"Bundle revision {report.revision} of {report.environment} verified (key "
-            f"{report.signed_by}); {report.cached} file(s) cached, {report.reused} already there."
+            f"{report.signed_by}){checked}; {report.cached} file(s) cached, {report.reused} "
+            "already there."
         )
         for name in report.swapped:
             click.echo(f"  {name}: now v{report.versions[name]}")

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from common.config import load_settings
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 
 
 def default_data_dir() -> Path:
@@ -55,6 +56,9 @@ class AgentSettings(BaseModel):
     request_timeout: float = Field(default=30.0, gt=0)
     keep_versions: int = Field(default=2, ge=1)
     free_disk_reserve_bytes: int = Field(default=512 * MIB, ge=0)
+    max_bundle_bytes: int = Field(
+        default=64 * GIB, gt=0, description="A bundle file larger than this is refused."
+    )
     download_chunk_bytes: int = Field(default=1 * MIB, ge=4096, le=256 * MIB)
     report_interval: float = Field(
         default=60.0, gt=0, description="Seconds per drift and shadow report window."

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO
 
 CHUNK_SIZE = 1024 * 1024
 
@@ -20,7 +20,7 @@ def sha256_file(path: str | Path) -> str:
         return sha256_stream(handle)
 
 
-def sha256_stream(stream: BinaryIO) -> str:
+def sha256_stream(stream: IO[bytes]) -> str:
     """Return the hex sha256 of everything left in a binary stream."""
     digest = hashlib.sha256()
     while chunk := stream.read(CHUNK_SIZE):

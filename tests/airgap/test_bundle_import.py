@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tarfile
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -55,6 +56,7 @@ def test_the_same_bundle_twice_changes_nothing(at_v1: Site, bundle_of):
     at_v1.apply(bundle)
     again = at_v1.apply(bundle)
     assert again.cached == [] and again.outcome is not None and again.outcome.swapped == []
+    assert again.checked == again.reused and len(again.checked) == 1  # hashed, though cached
     assert at_v1.serving() == {"wine": 2}
 
 
@@ -144,6 +146,43 @@ def test_a_hostile_bundle_is_refused_whole(at_v1: Site, bundle_of, tmp_path, cha
     assert at_v1.serving() == {"wine": 1}
     assert not (tmp_path / "escaped").exists() and not Path("/tmp/tether-escaped").exists()
     assert reason in (StateStore(at_v1.data_dir).load().last_error or "")
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["human", "json"])
+def test_a_tampered_member_is_refused_though_the_cache_holds_it(
+    at_v1: Site, bundle_of, api, as_json
+):
+    """The member is not needed (v1 is cached), but a bad medium must not pass for a sound one."""
+    desire(api, "wine", 1)  # a newer revision naming v1, whose artifact the site holds
+    hostile = rewrite(bundle_of(), replacing_artifact(flip=True))
+    before = snapshot(at_v1)
+    result = CliRunner().invoke(
+        cli,
+        ["agent", "import-bundle", str(hostile), "--data-dir", str(at_v1.data_dir)]
+        + (["--json"] if as_json else []),
+        env={"TETHER_MODE": "offline", "TETHER_FREE_DISK_RESERVE_BYTES": "0"},
+    )
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "bundle refused, nothing applied: member 'sha256/" in result.output
+    assert "the bundle is damaged or tampered with" in result.output
+    assert snapshot(at_v1) == before  # the revision is not accepted, the cached copy is kept
+    assert at_v1.serving() == {"wine": 1}
+    assert "damaged or tampered" in (StateStore(at_v1.data_dir).load().last_error or "")
+
+
+@pytest.mark.parametrize("kind", ["a character device", "a FIFO"])
+def test_a_device_or_a_fifo_is_refused_before_a_byte_is_read(at_v1: Site, tmp_path, kind):
+    """/dev/zero never ends; a FIFO nobody writes to would make the import wait forever."""
+    path = tmp_path / "not-a-file.tar"
+    if kind == "a FIFO":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    before = snapshot(at_v1)
+    with pytest.raises(BundleRefused, match=f"it is {kind}, not a regular file"):
+        at_v1.apply(path)
+    assert snapshot(at_v1) == before
+    assert at_v1.serving() == {"wine": 1}
 
 
 def test_a_huge_pax_header_is_refused_before_tarfile_reads_it(at_v1: Site, bundle_of):
@@ -260,8 +299,6 @@ def test_the_cli_applies_a_bundle(at_v1: Site, bundle_of):
 
 def test_the_direct_import_refuses_while_the_agent_runs(at_v1: Site, bundle_of):
     """The agent applies it then (agent.inbox, tests/airgap/test_bundle_inbox.py)."""
-    import os
-
     from agent.daemon import AgentDaemon
 
     daemon = AgentDaemon(at_v1.settings, serve=False)

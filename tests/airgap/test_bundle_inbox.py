@@ -7,11 +7,13 @@ throughout, by v1 and then by v2, and the agent is never restarted.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import stat
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -137,6 +139,7 @@ def test_a_bundle_handed_to_the_running_agent_swaps_with_no_gap(
         "signed_by": json.loads(again.stdout)["signed_by"],
         "cached": 0,
         "reused": 1,
+        "checked": 1,  # the member was hashed though the cache held it
         "swapped": [],
         "removed": [],
         "failed": {},
@@ -194,7 +197,8 @@ def test_no_wait_returns_at_once_and_the_agent_applies_it_later(
     report = BundleReport.model_validate_json(result.read_bytes())
     assert report.refused is None and report.failed == {}
     # Both bundles were applied, in order: the first swapped, the second found v2 in place.
-    assert sorted(p.suffix for p in inbox_of(agent).iterdir()) == [".json", ".json"]
+    # The agent writes a result, then removes its bundle: wait for both.
+    eventually(lambda: sorted(p.suffix for p in inbox_of(agent).iterdir()) == [".json", ".json"])
     assert not any(p.name.endswith(".tar") for p in inbox_of(agent).iterdir())
 
 
@@ -237,3 +241,100 @@ def test_an_online_agent_applies_bundles_from_its_inbox_too(at_v1: Site, bundle_
         assert daemon.slots.get("wine").primary.version == 2  # type: ignore[union-attr]
     finally:
         daemon.stop(timeout=2)
+
+
+def import_with(agent: AgentProcess, bundle: Path, env: dict[str, str]):  # type: ignore[no-untyped-def]
+    """import_in_process, with settings of the command's own."""
+    command = ["agent", "import-bundle", str(bundle), "--data-dir", str(agent.data_dir)]
+    return CliRunner().invoke(cli, command, env=env)
+
+
+def test_the_hand_off_refuses_a_device_a_fifo_and_a_bundle_over_the_limits(
+    agent: AgentProcess, bundle_of, wine_example, tmp_path: Path
+):
+    """A symlink to /dev/zero once copied 1 GiB into the inbox in 4 s, and would not stop."""
+    zero = tmp_path / "zero.tar"
+    zero.symlink_to("/dev/zero")
+    fifo = tmp_path / "fifo.tar"
+    os.mkfifo(fifo)  # nobody writes to it: opening it to read would wait forever
+    for path, kind in ((zero, "a character device"), (fifo, "a FIFO")):
+        started = time.monotonic()
+        done = import_in_process(agent, path)
+        assert time.monotonic() - started < 5
+        assert done.exit_code == 1 and isinstance(done.exception, SystemExit), done.output
+        assert (
+            f"bundle refused, nothing applied: cannot read {path}: it is {kind}, not a regular file"
+            in done.stderr
+        )
+    bundle = bundle_of()
+    size = bundle.stat().st_size
+    too_big = import_with(agent, bundle, {"TETHER_MAX_BUNDLE_BYTES": str(size - 1)})
+    assert too_big.exit_code == 1, too_big.output
+    assert f"is {size} bytes, more than max_bundle_bytes ({size - 1})" in too_big.stderr
+    no_room = import_with(agent, bundle, {"TETHER_FREE_DISK_RESERVE_BYTES": str(2**62)})
+    assert no_room.exit_code == 1, no_room.output
+    assert f"the bundle needs {size} bytes in {inbox_of(agent)}" in no_room.stderr
+    assert "must stay free (free_disk_reserve_bytes)" in no_room.stderr
+    assert list(inbox_of(agent).iterdir()) == []  # not a byte copied, no .part left
+    assert agent.serving_version("wine", wine_example) == 1
+    assert import_in_process(agent, bundle).exit_code == 0  # within the limits it applies
+    assert agent.serving_version("wine", wine_example) == 2
+
+
+# A copy into the inbox that stops after its first chunk, until it is killed.
+STUCK_COPY = """
+import sys, time
+from pathlib import Path
+from agent.inbox import hand_off
+
+def stuck(count):
+    print("copying", flush=True)
+    time.sleep(120)
+
+hand_off(Path(sys.argv[1]), Path(sys.argv[2]), progress=stuck)
+"""
+
+
+def test_a_copy_killed_mid_way_leaves_no_part_behind(agent: AgentProcess, bundle_of):
+    """Before, its .part stayed until the agent restarted."""
+    copy = subprocess.Popen(
+        [sys.executable, "-c", STUCK_COPY, str(bundle_of()), str(agent.data_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=agent.env,
+    )
+    try:
+        assert copy.stdout is not None and copy.stdout.readline() == "copying\n"
+        (part,) = inbox_of(agent).glob("*.tar.part")
+        os.utime(part, (time.time() - 3600,) * 2)  # idle for an hour: only its lock keeps it
+        time.sleep(1.5)  # three inbox scans
+        assert part.exists()  # its copy still runs (stuck on a slow medium, say)
+    finally:
+        copy.kill()
+        copy.communicate()
+    eventually(lambda: not part.exists(), timeout=5)
+    assert f"removed {part.name} from the inbox: its copy was cut off" in agent.log()
+
+
+def test_the_next_hand_off_removes_the_parts_of_copies_cut_off(at_v1: Site, bundle_of):
+    """With no agent scanning the inbox: the part of a copy cut off goes, a live copy's stays."""
+    inbox = at_v1.data_dir / "inbox"
+    inbox.mkdir(mode=0o700)
+    old = time.time() - 3600
+    cut_off = inbox / "cut-off.tar.part"
+    cut_off.write_bytes(b"half a bundle")
+    os.utime(cut_off, (old, old))
+    just_made = inbox / "just-made.tar.part"  # not yet locked by its copy: given a moment
+    just_made.write_bytes(b"")
+    live = inbox / "live.tar.part"
+    live.write_bytes(b"a copy in progress")
+    os.utime(live, (old, old))
+    bundle = bundle_of()
+    with open(live, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as hand_off holds the part it writes
+        handed = hand_off(bundle, at_v1.data_dir)
+        assert not cut_off.exists() and just_made.exists() and live.exists()
+    assert handed.path.read_bytes() == bundle.read_bytes()
+    assert sorted(p.name for p in inbox.iterdir()) == sorted(
+        [handed.path.name, "just-made.tar.part", "live.tar.part"]
+    )

@@ -261,6 +261,75 @@ def test_a_hostile_bundle_is_refused_and_a_clean_one_names_only_safe_files(
         assert member.isreg() and member.name == f"sha256/{DIGEST}" and member.size == 4
 
 
+# Every tar type byte tarfile knows, and some it does not: members and metadata headers alike,
+# the ones a bundle may hold more often.
+TAR_TYPES = st.sampled_from([b"0", b"x", b"X", b"L", b"K"]) | st.sampled_from(
+    [bytes([c]) for c in b"\x0012345679gSVDMNZ"]
+)
+PAX_KEYWORDS = ["size", "path", "comment", "hdrcharset", "GNU.sparse.map", "GNU.sparse.major"]
+PAX_VALUES = st.sampled_from([b"0", b"4", b"1_0", b" 7", b"10" * 9, b"\xff\xfe", b"x/", b"1"])
+
+
+def pax_record(keyword: bytes, value: bytes, skew: int) -> bytes:
+    """A pax record, its length field right, or off by `skew` (a hostile writer's)."""
+    body = b" " + keyword + b"=" + value + b"\n"
+    length = len(body) + 1
+    while len(str(length)) + len(body) != length:
+        length = len(str(length)) + len(body)
+    return str(max(length + skew, 0)).encode() + body
+
+
+PAX_RECORDS = st.builds(
+    pax_record,
+    st.sampled_from(PAX_KEYWORDS).map(str.encode) | st.binary(max_size=6),
+    PAX_VALUES | st.binary(max_size=12),
+    st.sampled_from([0, 0, 0, -1, 1, -100]),
+)
+
+
+@st.composite
+def raw_headers(draw) -> bytes:
+    """One raw header block and its data: any type, any declared size, maybe damaged."""
+    kind = draw(TAR_TYPES)
+    if kind in b"xXg" and draw(st.booleans()):
+        data = b"".join(draw(st.lists(PAX_RECORDS, max_size=3)))
+    else:
+        data = draw(st.binary(max_size=40))
+    declared = draw(st.sampled_from([len(data), 0, len(data) + 1, 513, 2**33, 10**15, -1]))
+    info = tarfile.TarInfo(draw(st.sampled_from([f"sha256/{DIGEST}", "n", "d/", "x" * 120])))
+    info.type, info.size = kind, declared
+    block = bytearray(info.tobuf(format=tarfile.GNU_FORMAT)[-512:])  # no GNU L header of its own
+    damage = draw(st.sampled_from(["none"] * 8 + ["checksum", "size"]))
+    if damage == "checksum":
+        block[148:156] = b"%06o\0 " % 1
+    elif damage == "size":
+        block[124:136] = b"not a size!!"
+    return bytes(block) + data + b"\0" * (-len(data) % 512)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(raw_headers(), max_size=6),
+    st.sampled_from([b"\0" * 1024, b"", b"\0" * 512]),
+    st.just(b"") | st.binary(max_size=700),
+)
+@example([], b"", b"")
+def test_any_sequence_of_tar_headers_is_refused_or_read_by_tarfile_as_scanned(blocks, end, tail):
+    """The pre-scan refuses cleanly, or tarfile then reads exactly the members it found."""
+    raw = b"".join(blocks) + end + tail
+    try:
+        scanned = scan_headers(io.BytesIO(raw))
+    except BundleRefused:
+        return
+    found = []
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as archive:
+        for member in archive:  # no RecursionError, OSError, ValueError...
+            found.append((member.offset_data, member.size))
+            reader = archive.extractfile(member)
+            assert reader is not None and len(reader.read()) == member.size
+    assert found == scanned
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.dictionaries(st.sampled_from("0123456789abcdef"), st.binary(max_size=3000), max_size=4))
 def test_a_streamed_bundle_has_its_exact_length_and_reads_back_whole(tmp_path_factory, blobs):
