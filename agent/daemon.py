@@ -20,19 +20,19 @@ from typing import TextIO
 
 import httpx
 
-from agent.cache import ArtifactCache
-from agent.client import ControlPlaneClient
-from agent.inbox import InboxWatcher
-from agent.inference_server import InferenceServer, create_inference_app
+from agent.airgap.exports import OfflineTransport
+from agent.airgap.inbox import InboxWatcher
+from agent.local.cache import ArtifactCache
+from agent.local.outbox import Outbox
+from agent.local.state import LOCK_FILE, Identity, StateStore
 from agent.metrics import AgentMetrics
-from agent.offline import OfflineTransport
-from agent.outbox import Outbox
-from agent.poller import Poller
-from agent.reconciler import Reconciler
-from agent.reporting import ReportingLoop
+from agent.reports.loop import ReportingLoop
+from agent.serving.app import InferenceServer, create_inference_app
+from agent.serving.slots import ModelSlots
 from agent.settings import AgentSettings
-from agent.slots import ModelSlots
-from agent.state import LOCK_FILE, Identity, StateStore
+from agent.sync.client import ControlPlaneClient
+from agent.sync.poller import Poller
+from agent.sync.reconciler import Reconciler
 
 log = logging.getLogger("tether.agent")
 
@@ -67,7 +67,7 @@ class AgentDaemon:
             )
         self.identity = found
         # An air-gapped agent never opens a connection: its client refuses every request, and
-        # no poller runs; bundles bring its models (agent.bundle_import).
+        # no poller runs; bundles bring its models (agent.airgap.bundle).
         self.offline = settings.mode == "offline"
         self.client = ControlPlaneClient(
             settings.url or found.url,

@@ -18,14 +18,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from agent.inference_server import PredictionEvent
-from agent.outbox import Outbox
+from agent.local.outbox import Outbox
+from agent.serving.app import PredictionEvent
 
 log = logging.getLogger("tether.agent.metrics")
 
 # 1, 2.5 and 5 per decade from 0.1 ms (a small linear model) to 10 s (a slow ensemble's batch).
 PREDICT_BUCKETS = (*(round(m * 10.0**e, 6) for e in range(-4, 1) for m in (1, 2.5, 5)), 10.0)
-# Every outcome a poll can have (agent.poller), exported from the start so rates work at once.
+# Every outcome a poll can have (agent.sync.poller), exported from the start so rates work at once.
 POLL_OUTCOMES = ("changed", "not_modified", "refused", "rejected", "unreachable", "error")
 DOWNLOAD_PARTS = ("artifact", "profile")
 
@@ -77,7 +77,7 @@ class AgentMetrics:
         self.registry.register(self.state)
 
     def watch_reporting(self, reporting: Any) -> None:
-        """Read the shadow queue's figures from `reporting` (agent.reporting) at each scrape."""
+        """Read the shadow queue's figures from `reporting` (agent.reports.loop) at each scrape."""
         self.state.reporting = reporting
 
     def on_prediction(self, then: PredictionHook | None = None) -> PredictionHook:
@@ -131,7 +131,7 @@ class AgentMetrics:
 
 
 class CountedStream:
-    """A download stream (agent.cache.Stream) that reports each chunk's size as it passes."""
+    """A download stream (agent.local.cache.Stream) that reports each chunk's size as it passes."""
 
     def __init__(self, stream: Any, add: Callable[[int], None]) -> None:
         self._stream = stream
@@ -166,7 +166,7 @@ class CountedStream:
 class StateCollector:
     """Read the shadow queue and the outbox when Prometheus scrapes, not on the predict path.
 
-    `reporting` (agent.reporting.ReportingLoop) is read by attribute name only, so another
+    `reporting` (agent.reports.loop.ReportingLoop) is read by attribute name only, so another
     shadow runner (one in a child process, say) fits if it offers the same two figures:
     `reporting.shadow.queue_depth` (int) and `reporting.reporter.shadow_dropped` (rows per
     model). A figure whose attribute is missing is left out, with one warning, rather than

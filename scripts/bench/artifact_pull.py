@@ -62,8 +62,8 @@ def agent_pull(job: dict) -> dict:
     """Pull the artifact one way (`job["variant"]`); return time, CPU and memory growth."""
     pull = VARIANTS[job["variant"]]
     # Imported before the clock starts, as in a running agent.
-    import agent.cache
-    import agent.client  # noqa: F401
+    import agent.local.cache
+    import agent.sync.client  # noqa: F401
 
     # Reset the kernel's peak-RSS mark, so VmHWM afterwards is the peak during the pull alone
     # (no sampling thread to compete with the download for the GIL).
@@ -80,8 +80,8 @@ def agent_pull(job: dict) -> dict:
 
 def pull_with_agent(job: dict, transport: object = None) -> None:
     """The agent's path: ArtifactCache.get over ControlPlaneClient.download."""
-    from agent.cache import ArtifactCache
-    from agent.client import ControlPlaneClient
+    from agent.local.cache import ArtifactCache
+    from agent.sync.client import ControlPlaneClient
 
     cache = ArtifactCache(Path(job["dir"]), reserve_bytes=0, chunk_bytes=job["chunk_bytes"])
     with ControlPlaneClient(

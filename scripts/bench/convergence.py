@@ -4,7 +4,7 @@ Starts the real control plane (`tether server`, gunicorn, default workers and th
 loopback port with every poll hint at `--interval` seconds, enrolls `--agents` agents, and runs
 them in `--processes` child processes, one thread per agent. Each simulated agent is the
 agent's real polling code: a `ControlPlaneClient` of its own (its own token, its own kept-alive
-connection) sending `If-None-Match`, paced by `agent.poller.poll_delay` at the server's hint
+connection) sending `If-None-Match`, paced by `agent.sync.poller.poll_delay` at the server's hint
 with the default 20 % jitter. The agents start at random phases, as a fleet does.
 
 1. Steady state: once every agent has fetched the manifest, the control plane's CPU (all its
@@ -61,8 +61,8 @@ def run_agents(
 
     `polls` is a shared counter of the polls answered, for the parent to read.
     """
-    from agent.client import ControlPlaneClient, ManifestUpdate, NotModified, Unreachable
-    from agent.poller import poll_delay
+    from agent.sync.client import ControlPlaneClient, ManifestUpdate, NotModified, Unreachable
+    from agent.sync.poller import poll_delay
 
     stop = threading.Event()
 

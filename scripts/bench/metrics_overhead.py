@@ -27,14 +27,14 @@ import joblib
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from agent.inference_server import (  # noqa: E402
+from agent.metrics import AgentMetrics  # noqa: E402
+from agent.serving.app import (  # noqa: E402
     InferenceServer,
     PredictionEvent,
     create_inference_app,
 )
-from agent.metrics import AgentMetrics  # noqa: E402
-from agent.runtime import LoadedModel, load_model  # noqa: E402
-from agent.slots import Deployed, ModelSlots  # noqa: E402
+from agent.serving.runtime import LoadedModel, load_model  # noqa: E402
+from agent.serving.slots import Deployed, ModelSlots  # noqa: E402
 from common.digests import sha256_file  # noqa: E402
 from tests.support.models import train_wine, wine_frame  # noqa: E402
 

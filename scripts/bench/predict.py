@@ -5,7 +5,7 @@ StandardScaler + Ridge), both fitted on DataFrames as real pipelines are, this m
 
   estimator.predict    the scikit-learn estimator on a ready one-row DataFrame (the floor)
   LoadedModel.predict  Tether's in-process API: validate the row, build the input, predict
-                       (and predict_proba for the classifier), as `agent.embedded` does
+                       (and predict_proba for the classifier), as `agent.serving.embedded` does
   POST /predict        the plain JSON API, one kept-alive connection, one request at a time
   POST /v2/.../infer   the Open Inference Protocol, one tensor per feature, same connection
   GET /v2/health/live  no model at all: the fixed cost of a request through HTTP and Flask
@@ -42,7 +42,7 @@ from sklearn.linear_model import LogisticRegression, Ridge  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from agent.runtime import LoadedModel, load_model  # noqa: E402
+from agent.serving.runtime import LoadedModel, load_model  # noqa: E402
 from common.digests import sha256_file  # noqa: E402
 from common.schemas import Feature  # noqa: E402
 
@@ -106,8 +106,8 @@ def load_case(case: Case) -> LoadedModel:
 
 def serve(cases: list[Case], threads: int, port_queue, stop_event) -> None:
     """Child process: load the models, serve them until told to stop."""
-    from agent.inference_server import InferenceServer, create_inference_app
-    from agent.slots import Deployed, ModelSlots
+    from agent.serving.app import InferenceServer, create_inference_app
+    from agent.serving.slots import Deployed, ModelSlots
 
     slots = ModelSlots()
     for case in cases:

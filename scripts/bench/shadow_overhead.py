@@ -30,11 +30,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from agent.drift_window import DriftWindows  # noqa: E402
-from agent.inference_server import InferenceServer, create_inference_app  # noqa: E402
-from agent.runtime import load_model  # noqa: E402
-from agent.shadow import ShadowRunner  # noqa: E402
-from agent.slots import Deployed, ModelSlots  # noqa: E402
+from agent.reports.drift import DriftWindows  # noqa: E402
+from agent.reports.shadow import ShadowRunner  # noqa: E402
+from agent.serving.app import InferenceServer, create_inference_app  # noqa: E402
+from agent.serving.runtime import load_model  # noqa: E402
+from agent.serving.slots import Deployed, ModelSlots  # noqa: E402
 from common.digests import sha256_file  # noqa: E402
 from common.drift import ReferenceProfile, build_profile  # noqa: E402
 from tests.support.models import train_wine, wine_frame  # noqa: E402

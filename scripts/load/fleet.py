@@ -1,6 +1,6 @@
 """Drive one control plane with a simulated fleet of agents for a bounded time.
 
-Each simulated agent is a real `agent.client.ControlPlaneClient` with its own token and
+Each simulated agent is a real `agent.sync.client.ControlPlaneClient` with its own token and
 connection: it enrolls, polls its manifest with `If-None-Match` (a 304 once it has it), sends
 heartbeats and batches of shadow reports, each at its own interval with jitter, as real agents
 do. Many agents share a process: a small thread pool runs whichever agent's next request is
@@ -41,7 +41,7 @@ from pathlib import Path
 
 import httpx
 
-from agent.client import ControlPlaneClient, ManifestUpdate
+from agent.sync.client import ControlPlaneClient, ManifestUpdate
 from common.reports import LatencyQuantiles, Report, ShadowMetrics
 from common.schemas import ActualModel, EnrollRequest, Heartbeat
 
@@ -276,7 +276,7 @@ _TLS = ssl.create_default_context()
 
 
 def shadow_report(version: int) -> Report:
-    """A shadow report of one minute, as agent/reporting.py builds it."""
+    """A shadow report of one minute, as agent/reports/loop.py builds it."""
     end = datetime.now(UTC)
     shadowed = random.randint(50, 500)
     agreed = int(shadowed * random.uniform(0.9, 1.0))

@@ -12,9 +12,9 @@ import joblib
 import pytest
 
 from agent.daemon import AgentDaemon
+from agent.local.state import Identity
+from agent.local.trust import TrustStore
 from agent.settings import AgentSettings
-from agent.state import Identity
-from agent.trust import TrustStore
 from common.clock import utcnow
 from common.signing import PublicKey
 from tests.support.api import Api

@@ -10,13 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.cache import (
+from agent.local.cache import (
     ArtifactCache,
     DownloadCancelled,
     InsufficientDisk,
     VerificationFailed,
 )
-from agent.client import ControlPlaneClient, Unreachable
+from agent.sync.client import ControlPlaneClient, Unreachable
 from tests.agent.fakes import ArtifactServer
 
 SIZE = 1_000_000
@@ -121,7 +121,7 @@ def test_an_oversized_body_stops_at_the_declared_size(tmp_path, correct_prefix):
         return real_writev(fd, buffers)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("agent.cache.os.writev", counting_writev)
+        patch.setattr("agent.local.cache.os.writev", counting_writev)
         if correct_prefix:
             path = cache.get(DIGEST, SIZE, opener_for(server))
             assert path.read_bytes() == BODY
@@ -220,7 +220,7 @@ def test_the_real_control_plane_serves_ranges_the_cache_resumes_from(
 
 
 class ReaderStream:
-    """A stream offering `readinto`, like agent.transport's, over bytes; may fail after `cut`."""
+    """A stream offering `readinto`, like the body transport's, over bytes; may fail after `cut`."""
 
     def __init__(self, body: bytes, offset: int, cut: int | None = None) -> None:
         self.data = memoryview(body)[offset:]

@@ -7,7 +7,7 @@ import logging
 import httpx
 import pytest
 
-from agent.client import (
+from agent.sync.client import (
     ClientError,
     ControlPlaneClient,
     ManifestUpdate,

@@ -12,11 +12,11 @@ import httpx
 import joblib
 import pytest
 
-from agent.client import ControlPlaneClient
 from agent.daemon import AgentDaemon
+from agent.local.state import Identity
+from agent.local.trust import TrustStore
 from agent.settings import AgentSettings
-from agent.state import Identity
-from agent.trust import TrustStore
+from agent.sync.client import ControlPlaneClient
 from common.clock import utcnow
 from common.schemas import EnrollRequest
 from tests.agent.slow_model import SlowRegressor
@@ -197,7 +197,7 @@ def test_run_on_a_busy_port_is_a_clear_error(tmp_path):
 
     from click.testing import CliRunner
 
-    from agent.state import StateStore
+    from agent.local.state import StateStore
     from common.cli import cli
 
     StateStore(tmp_path).save_identity(

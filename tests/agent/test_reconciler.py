@@ -7,9 +7,9 @@ import json
 import httpx
 import pytest
 
-from agent.reconciler import ManifestRefused
-from agent.runtime import load_model
-from agent.state import StateStore
+from agent.local.state import StateStore
+from agent.serving.runtime import load_model
+from agent.sync.reconciler import ManifestRefused
 from common.schemas import SignedManifest
 from tests.agent.conftest import ENV, desire
 from tests.agent.fakes import route_artifacts
@@ -41,7 +41,7 @@ def test_converges_on_the_desired_state_and_reports_it(
     assert status["converged"] == 1 and status["total"] == 1
     assert status["agents"][0]["applied_revision"] == revision
 
-    # The state file is the contract agent.embedded reads.
+    # The state file is the contract agent.serving.embedded reads.
     state = json.loads((agent.settings.data_dir / "state.json").read_text())
     applied = state["applied"]
     assert applied["environment"] == ENV and applied["revision"] == revision
@@ -64,7 +64,7 @@ def test_converges_on_the_desired_state_and_reports_it(
 def test_the_embedded_api_reads_what_the_reconciler_wrote(
     api, make_agent, push, wine_model_bytes, wine_example
 ):
-    from agent.embedded import LocalModels
+    from agent.serving.embedded import LocalModels
 
     push(wine_model_bytes)
     desire(api, "wine", 1)

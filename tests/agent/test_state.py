@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from agent.state import AgentState, Applied, Identity, StateStore, read_state_file
+from agent.local.state import AgentState, Applied, Identity, StateStore, read_state_file
 from common.clock import utcnow
 
 
@@ -61,7 +61,7 @@ def test_bookkeeping_survives_a_full_disk_but_a_durable_change_does_not_pretend(
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("agent.state.write_atomic", full)
+    monkeypatch.setattr("agent.local.state.write_atomic", full)
     with store.edit(durable=False) as state:
         state.reachable = False
     assert store.load().reachable is False  # kept in memory

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from agent.poller import backoff_delay, long_poll_delay, poll_delay
+from agent.sync.poller import backoff_delay, long_poll_delay, poll_delay
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from agent.cache import ArtifactCache
-from agent.client import ControlPlaneClient, Rejected, Unreachable
-from agent.transport import BodyTransport, goes_direct
+from agent.local.cache import ArtifactCache
+from agent.sync.client import ControlPlaneClient, Rejected, Unreachable
+from agent.sync.transports import BodyTransport, goes_direct
 
 pytestmark = pytest.mark.e2e
 

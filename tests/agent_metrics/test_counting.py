@@ -7,15 +7,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.cache import ArtifactCache
-from agent.client import ControlPlaneClient
 from agent.daemon import AgentDaemon
-from agent.inference_server import create_inference_app
+from agent.local.cache import ArtifactCache
+from agent.local.state import Identity
 from agent.metrics import POLL_OUTCOMES, AgentMetrics
-from agent.runtime import load_model
+from agent.serving.app import create_inference_app
+from agent.serving.runtime import load_model
+from agent.serving.slots import Deployed, ModelSlots
 from agent.settings import AgentSettings
-from agent.slots import Deployed, ModelSlots
-from agent.state import Identity
+from agent.sync.client import ControlPlaneClient
 from common.clock import utcnow
 from common.digests import sha256_file
 from tests.agent_metrics.scrape import Scrape

@@ -5,7 +5,7 @@ from __future__ import annotations
 import joblib
 import pytest
 
-from agent.runtime import load_model
+from agent.serving.runtime import load_model
 from common.digests import sha256_file
 from tests.support.models import train_wine
 

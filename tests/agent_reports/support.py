@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.inference_server import PredictionEvent
-from agent.slots import Deployed
+from agent.serving.app import PredictionEvent
+from agent.serving.slots import Deployed
 
 
 def event(deployed: Deployed, rows: list[dict], request_id: str) -> PredictionEvent:

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from agent.drift_window import DriftWindows
-from agent.slots import Deployed
+from agent.reports.drift import DriftWindows
+from agent.serving.slots import Deployed
 from common.drift import build_profile, sketch
 from tests.agent_reports.support import event, rows_of
 from tests.support.models import wine_frame

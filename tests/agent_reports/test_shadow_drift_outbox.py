@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.drift_window import DriftWindows
-from agent.inference_server import Feedback
-from agent.outbox import Outbox
-from agent.reporter import Reporter
-from agent.shadow import ShadowRunner
-from agent.slots import Deployed
+from agent.local.outbox import Outbox
+from agent.reports.drift import DriftWindows
+from agent.reports.reporter import Reporter
+from agent.reports.shadow import ShadowRunner
+from agent.serving.app import Feedback
+from agent.serving.slots import Deployed
 from common.drift import build_profile
 from common.reports import ReportAck
 from tests.agent_reports.support import event, rows_of

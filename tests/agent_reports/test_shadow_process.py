@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.shadow import SHADOW_NICENESS, ShadowRunner
-from agent.slots import Deployed
+from agent.reports.shadow import SHADOW_NICENESS, ShadowRunner
+from agent.serving.slots import Deployed
 from tests.agent_reports.support import (
     ColdStartShadow,
     ExitingShadow,
@@ -149,7 +149,7 @@ def test_a_full_queue_drops_and_counts_while_the_child_is_busy(tmp_path: Path, w
 
 AGENT = """
 import sys, time
-from agent.shadow import ShadowRunner
+from agent.reports.shadow import ShadowRunner
 runner = ShadowRunner()
 runner.process.start()
 print(runner.process.pid, flush=True)

@@ -8,9 +8,9 @@ import joblib
 import pytest
 import skops.io
 
-from agent.inference_server import create_inference_app
-from agent.runtime import LoadedModel, load_model
-from agent.slots import Deployed, ModelSlots
+from agent.serving.app import create_inference_app
+from agent.serving.runtime import LoadedModel, load_model
+from agent.serving.slots import Deployed, ModelSlots
 from common.digests import sha256_file
 from tests.agent_serving.support import diabetes_frame, schema_of, train_diabetes
 from tests.support.models import train_wine, wine_frame

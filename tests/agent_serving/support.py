@@ -13,7 +13,7 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from agent.runtime import LoadedModel
+from agent.serving.runtime import LoadedModel
 from common.schemas import Feature
 
 

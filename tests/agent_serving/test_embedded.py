@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.embedded import LocalModels
-from agent.runtime import InvalidInput, LoadFailed, ModelNotFound
+from agent.serving.embedded import LocalModels
+from agent.serving.runtime import InvalidInput, LoadFailed, ModelNotFound
 from common.digests import sha256_file
 from tests.agent_serving.support import diabetes_frame, schema_of
 from tests.support.models import wine_frame

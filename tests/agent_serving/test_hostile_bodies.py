@@ -12,8 +12,8 @@ import logging
 import numpy as np
 import pytest
 
-from agent.json_body import MAX_DEPTH
-from agent.slots import Deployed
+from agent.serving.json_body import MAX_DEPTH
+from agent.serving.slots import Deployed
 from common.schemas import Feature
 from tests.agent_serving.support import ConstantRegressor, assert_error, wrap
 from tests.support.models import wine_frame

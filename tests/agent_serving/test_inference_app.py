@@ -10,8 +10,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from agent.inference_server import PredictionEvent, create_inference_app
-from agent.slots import Deployed, ModelSlots
+from agent.serving.app import PredictionEvent, create_inference_app
+from agent.serving.slots import Deployed, ModelSlots
 from tests.agent_serving.conftest import MAX_ROWS
 from tests.agent_serving.support import assert_error, diabetes_frame, wrap
 from tests.support.models import wine_frame

@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
-from agent.runtime import (
+from agent.serving.runtime import (
     BatchTooLarge,
     InvalidInput,
     LoadFailed,
@@ -25,7 +25,7 @@ from agent.runtime import (
     smoke_test,
     validate_rows,
 )
-from agent.runtime.skops_format import is_trusted
+from agent.serving.runtime.skops_format import is_trusted
 from common.schemas import Feature
 from tests.agent_serving.conftest import load
 from tests.agent_serving.support import (

@@ -13,9 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from agent import http_server
-from agent.inference_server import DEFAULT_MAX_BODY_BYTES, InferenceServer, create_inference_app
-from agent.slots import Deployed
+from agent.serving import server as http_server
+from agent.serving.app import DEFAULT_MAX_BODY_BYTES, InferenceServer, create_inference_app
+from agent.serving.slots import Deployed
 from tests.agent_serving.support import Gate, assert_error
 
 ROW = {"a": 1.0, "b": 2.0}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from agent.inference_server import create_inference_app
-from agent.slots import Deployed, ModelSlots
+from agent.serving.app import create_inference_app
+from agent.serving.slots import Deployed, ModelSlots
 from tests.agent_serving.support import Gate
 
 ROW = {"a": 1.0, "b": 2.0}

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.reconciler import ManifestRefused
+from agent.sync.reconciler import ManifestRefused
 from common.schemas import Manifest, SignedManifest
 from common.signing import sign
 from tests.agent.conftest import desire

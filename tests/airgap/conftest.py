@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.bundle_import import ImportResult, import_bundle
+from agent.airgap.bundle import ImportResult, import_bundle
 from agent.daemon import AgentDaemon
+from agent.local.state import StateStore
+from agent.local.trust import TrustStore
 from agent.settings import AgentSettings
-from agent.state import StateStore
-from agent.trust import TrustStore
 from common.signing import PublicKey
 from tests.agent.conftest import (  # noqa: F401 - fixtures, registered by import
     ENV,

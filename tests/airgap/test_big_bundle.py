@@ -34,7 +34,7 @@ GROWTH_LIMIT = 100 * MB
 # Runs one `tether` command and prints the process's peak RSS (KiB on Linux) before and after.
 MEASURED = """
 import json, resource, sys
-import agent.bundle_import, agent.offline_cli, control_plane.cli.bundle, sklearn.pipeline
+import agent.airgap.bundle, agent.cli.airgap, control_plane.cli.bundle, sklearn.pipeline
 import sklearn.linear_model, sklearn.preprocessing
 from common.cli import cli
 peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

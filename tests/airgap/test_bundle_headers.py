@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agent.bundle_import import BundleRefused
-from agent.bundle_tar import MAX_MEMBERS
+from agent.airgap.bundle import BundleRefused
+from agent.airgap.bundle_tar import MAX_MEMBERS
 from common.cli import cli
 from tests.airgap.conftest import Site
 from tests.airgap.test_bundle_import import snapshot

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agent.bundle_import import AgentRunning, BundleRefused, import_bundle
-from agent.state import StateStore
+from agent.airgap.bundle import AgentRunning, BundleRefused, import_bundle
+from agent.local.state import StateStore
 from common.cli import cli
 from tests.agent.conftest import desire
 from tests.airgap.conftest import Site, members_of, write_tar
@@ -298,7 +298,7 @@ def test_the_cli_applies_a_bundle(at_v1: Site, bundle_of):
 
 
 def test_the_direct_import_refuses_while_the_agent_runs(at_v1: Site, bundle_of):
-    """The agent applies it then (agent.inbox, tests/airgap/test_bundle_inbox.py)."""
+    """The agent applies it then (agent.airgap.inbox, tests/airgap/test_bundle_inbox.py)."""
     from agent.daemon import AgentDaemon
 
     daemon = AgentDaemon(at_v1.settings, serve=False)

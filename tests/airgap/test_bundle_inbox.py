@@ -25,9 +25,9 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from agent.airgap.inbox import BundleReport, hand_off, wait_for_result
 from agent.daemon import AgentDaemon
-from agent.inbox import BundleReport, hand_off, wait_for_result
-from agent.state import read_state_file
+from agent.local.state import read_state_file
 from common.cli import cli
 from tests.agent.conftest import fast_settings
 from tests.airgap.conftest import DEAD_URL, Site
@@ -285,7 +285,7 @@ def test_the_hand_off_refuses_a_device_a_fifo_and_a_bundle_over_the_limits(
 STUCK_COPY = """
 import sys, time
 from pathlib import Path
-from agent.inbox import hand_off
+from agent.airgap.inbox import hand_off
 
 def stuck(count):
     print("copying", flush=True)

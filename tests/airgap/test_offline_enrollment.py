@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from agent.offline import ProvisionFile
-from agent.trust import TrustStore, load_agent_key
+from agent.airgap.exports import ProvisionFile
+from agent.local.trust import TrustStore, load_agent_key
 from common.cli import cli
 from common.signing import describe
 from tests.agent.conftest import URL

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from agent.daemon import AgentDaemon
-from agent.state import StateStore
+from agent.local.state import StateStore
 from tests.agent.conftest import desire, fast_settings, identity_of
 from tests.airgap.conftest import Site
 

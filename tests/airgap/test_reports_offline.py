@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.offline import OfflineError, export_reports, import_ack
-from agent.outbox import Outbox
-from agent.state import StateStore
-from agent.trust import TrustStore, save_agent_key
+from agent.airgap.exports import OfflineError, export_reports, import_ack
+from agent.local.outbox import Outbox
+from agent.local.state import StateStore
+from agent.local.trust import TrustStore, save_agent_key
 from common.bundles import ReportAckFile, ReportExport
 from common.cli import cli
 from common.reports import Report

@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.outbox import Outbox
+from agent.local.outbox import Outbox
 from common.bundles import ReportExport
 from common.cli import cli
 from common.drift import ReferenceProfile

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.outbox import Outbox
+from agent.local.outbox import Outbox
 from common.drift import build_profile
 from tests.support.agent_process import AgentProcess, eventually
 from tests.support.models import train_wine, wine_frame

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.runtime.errors import InvalidInput
-from agent.runtime.model import LoadedModel
-from agent.runtime.oip import rows_from_inputs
+from agent.serving.runtime.errors import InvalidInput
+from agent.serving.runtime.model import LoadedModel
+from agent.serving.runtime.oip import rows_from_inputs
 from tests.support.api import Api, assert_error
 from tests.support.models import iris_model
 

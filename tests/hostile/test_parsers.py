@@ -27,13 +27,13 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from agent import json_body
-from agent.bundle_import import BundleRefused, check_members, read_manifest, scan_headers
-from agent.cache import ArtifactCache
-from agent.json_body import MAX_DEPTH, TooDeep
-from agent.runtime.errors import BatchTooLarge, InvalidInput
-from agent.runtime.model import LoadedModel
-from agent.runtime.oip import INTEGERS, RANGES, requested_outputs, rows_from_inputs
+from agent.airgap.bundle import BundleRefused, check_members, read_manifest, scan_headers
+from agent.local.cache import ArtifactCache
+from agent.serving import json_body
+from agent.serving.json_body import MAX_DEPTH, TooDeep
+from agent.serving.runtime.errors import BatchTooLarge, InvalidInput
+from agent.serving.runtime.model import LoadedModel
+from agent.serving.runtime.oip import INTEGERS, RANGES, requested_outputs, rows_from_inputs
 from common.bundles import ReportExport
 from common.names import NAME_PATTERN, InvalidName, check_name
 from common.reports import ReportBatch
@@ -475,7 +475,7 @@ def test_an_inference_request_parses_to_rows_or_is_refused_cleanly(inputs, schem
     assert wanted is None or set(wanted) <= {"predict", "predict_proba"}
 
 
-# --- request bodies of the inference server (agent/json_body.py) ---------------------------------
+# --- request bodies of the inference server (agent/serving/json_body.py) ----------------------
 
 # Openers with their closers; two carry strings holding brackets, quotes and escapes, which
 # must not count as nesting (nor hide any).

@@ -16,9 +16,9 @@ import joblib
 import numpy as np
 import pytest
 
-from agent.client import ControlPlaneClient
-from agent.state import Identity, StateStore
-from agent.trust import TrustStore
+from agent.local.state import Identity, StateStore
+from agent.local.trust import TrustStore
+from agent.sync.client import ControlPlaneClient
 from common.clock import utcnow
 from common.schemas import EnrollRequest
 from tests.agent.conftest import (  # noqa: F401 - fixtures of the in-process agent tests

@@ -11,8 +11,8 @@ import signal
 import joblib
 import pytest
 
-from agent.outbox import Outbox
-from agent.state import StateStore, read_state_file
+from agent.local.outbox import Outbox
+from agent.local.state import StateStore, read_state_file
 from common.reports import Report
 from tests.agent.slow_model import SlowRegressor
 from tests.reliability.conftest import enroll_agent, model_bytes

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from agent.reconciler import ManifestRefused
+from agent.sync.reconciler import ManifestRefused
 from common.clock import utcnow
 from common.schemas import SignedManifest
 from tests.agent.conftest import desire

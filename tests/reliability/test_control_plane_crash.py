@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.outbox import Outbox
-from agent.state import StateStore
+from agent.local.outbox import Outbox
+from agent.local.state import StateStore
 from common.reports import Report
 from tests.reliability.conftest import enroll_agent
 from tests.support.admin import Admin

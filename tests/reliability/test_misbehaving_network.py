@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from agent.state import read_state_file
+from agent.local.state import read_state_file
 from tests.reliability.conftest import enroll_agent
 from tests.support.admin import ROWS
 from tests.support.agent_process import eventually

@@ -10,9 +10,9 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from agent.runtime import LoadedModel
-from agent.slots import Deployed
-from agent.state import AgentState, Applied, AppliedEntry, AppliedModel
+from agent.local.state import AgentState, Applied, AppliedEntry, AppliedModel
+from agent.serving.runtime import LoadedModel
+from agent.serving.slots import Deployed
 from common.schemas import Feature, Manifest, ManifestEntry, ManifestModel
 
 

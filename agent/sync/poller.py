@@ -28,11 +28,11 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from agent.client import ControlPlaneClient, ManifestUpdate, Rejected, Unreachable
-from agent.reconciler import ManifestRefused, Outcome, Reconciler
+from agent.local.state import StateStore
+from agent.local.trust import due_for_refresh, expired
 from agent.settings import AgentSettings
-from agent.state import StateStore
-from agent.trust import due_for_refresh, expired
+from agent.sync.client import ControlPlaneClient, ManifestUpdate, Rejected, Unreachable
+from agent.sync.reconciler import ManifestRefused, Outcome, Reconciler
 from common.clock import utcnow
 from common.schemas import Heartbeat, Manifest
 from common.version import package_version
@@ -156,7 +156,7 @@ class Poller:
                 f"{manifest.expires_at.isoformat()} and no fresh one came"
             )
         with self.reconciler.lock:
-            # A bundle handed to this agent (agent.inbox) may have been applied meanwhile:
+            # A bundle handed to this agent (agent.airgap.inbox) may have been applied meanwhile:
             # converge on what is accepted now, never on the copy read before the request.
             manifest = self.state.load().manifest
             if isinstance(answer, ManifestUpdate):

@@ -10,7 +10,7 @@ model, with the protocol's error shape `{"error": "message"}`:
     500  the model raised on valid input
     503  not ready, or the feedback hook failed
 
-`agent.http_server.InferenceServer` runs the app (re-exported here for callers).
+`agent.serving.server.InferenceServer` runs the app (re-exported here for callers).
 """
 
 from __future__ import annotations
@@ -27,18 +27,23 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from agent import json_body
-from agent.http_server import InferenceServer, error_body
-from agent.runtime import (
+from agent.serving import json_body
+from agent.serving.runtime import (
     DEFAULT_MAX_ROWS,
     BatchTooLarge,
     InvalidInput,
     PredictFailed,
     Prediction,
 )
-from agent.runtime.oip import model_metadata, output_tensors, requested_outputs, rows_from_inputs
-from agent.runtime.validation import number_problem
-from agent.slots import Deployed, ModelSlots
+from agent.serving.runtime.oip import (
+    model_metadata,
+    output_tensors,
+    requested_outputs,
+    rows_from_inputs,
+)
+from agent.serving.runtime.validation import number_problem
+from agent.serving.server import InferenceServer, error_body
+from agent.serving.slots import Deployed, ModelSlots
 from common.version import package_version
 
 __all__ = ["Feedback", "InferenceServer", "PredictionEvent", "create_inference_app"]

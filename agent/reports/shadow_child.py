@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from agent.runtime import Prediction
+from agent.serving.runtime import Prediction
 
 log = logging.getLogger("tether.agent.shadow")
 CHILD_NICENESS = 10
@@ -129,7 +129,7 @@ class ShadowProcess:
             [
                 sys.executable,
                 "-m",
-                "agent.shadow_process",
+                "agent.reports.shadow_child",
                 str(self._target_niceness()),
                 str(os.getpid()),
             ],
@@ -231,7 +231,7 @@ def serve(inbox: BinaryIO, outbox: BinaryIO) -> None:
 
 
 def main() -> None:
-    """Serve as `python -m agent.shadow_process NICENESS PARENT_PID`, libraries already loaded."""
+    """Serve as `python -m agent.reports.shadow_child NICENESS PARENT_PID`, libraries loaded."""
     niceness, parent = int(sys.argv[1]), int(sys.argv[2])
     _die_with_parent()
     if os.getppid() != parent:  # the agent died before prctl took effect

@@ -4,7 +4,7 @@
     LoadedModel.validate(rows) / .predict(rows) -> Prediction
     smoke_test(model, example)          validate_rows(schema, rows)
 
-Errors, one tree (all in `agent.runtime.errors`):
+Errors, one tree (all in `agent.serving.runtime.errors`):
 
     RuntimeFailure
      ├── UnsupportedFormat   the artifact format has no loader
@@ -21,7 +21,7 @@ A format is one module with `NAME` and `load(path)`, registered in `model.FORMAT
 
 from __future__ import annotations
 
-from agent.runtime.errors import (
+from agent.serving.runtime.errors import (
     BatchTooLarge,
     InvalidInput,
     LoadFailed,
@@ -32,9 +32,9 @@ from agent.runtime.errors import (
     UnsupportedFormat,
     UntrustedTypes,
 )
-from agent.runtime.model import FORMATS, LoadedModel, Prediction, load_model
-from agent.runtime.smoke import check_prediction, smoke_test
-from agent.runtime.validation import DEFAULT_MAX_ROWS, RowValidator, validate_rows
+from agent.serving.runtime.model import FORMATS, LoadedModel, Prediction, load_model
+from agent.serving.runtime.smoke import check_prediction, smoke_test
+from agent.serving.runtime.validation import DEFAULT_MAX_ROWS, RowValidator, validate_rows
 
 __all__ = [
     "DEFAULT_MAX_ROWS",

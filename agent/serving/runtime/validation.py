@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.runtime.errors import BatchTooLarge, InvalidInput
+from agent.serving.runtime.errors import BatchTooLarge, InvalidInput
 from common.schemas import Feature, FeatureType
 
 DEFAULT_MAX_ROWS = 10_000

@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.inference_server import PredictionEvent
+from agent.serving.app import PredictionEvent
 from common.drift import ReferenceProfile, WindowSketch, compare, sketch
 from common.reports import DriftWindow
 

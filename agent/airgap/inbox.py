@@ -6,7 +6,7 @@
     DATA_DIR/inbox/<name>.result.json       the agent's answer, written atomically
 
 The agent looks at the inbox every `INBOX_INTERVAL` seconds and applies each `.tar` with
-`agent.bundle_import.apply_bundle` through its own reconciler, so the inference server swaps
+`agent.airgap.bundle.apply_bundle` through its own reconciler, so the inference server swaps
 models with no gap. It then writes the result and removes the bundle. Other files are left
 alone; a result nobody collected (`--no-wait`) goes after `STALE_RESULT` seconds.
 
@@ -38,10 +38,10 @@ from typing import IO
 
 from pydantic import BaseModel, Field, ValidationError
 
-from agent.bundle_import import BundleRefused, ImportResult, apply_bundle
-from agent.bundle_tar import open_bundle
-from agent.reconciler import Reconciler
-from agent.state import fsync_directory, write_atomic
+from agent.airgap.bundle import BundleRefused, ImportResult, apply_bundle
+from agent.airgap.bundle_tar import open_bundle
+from agent.local.state import fsync_directory, write_atomic
+from agent.sync.reconciler import Reconciler
 
 log = logging.getLogger("tether.agent.inbox")
 

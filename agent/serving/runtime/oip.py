@@ -14,9 +14,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from agent.runtime.errors import BatchTooLarge, InvalidInput
-from agent.runtime.model import LoadedModel, Prediction
-from agent.runtime.validation import describe
+from agent.serving.runtime.errors import BatchTooLarge, InvalidInput
+from agent.serving.runtime.model import LoadedModel, Prediction
+from agent.serving.runtime.validation import describe
 from common.schemas import FeatureType
 
 FLOATS = frozenset({"FP16", "FP32", "FP64"})

@@ -5,8 +5,9 @@ the item is dropped and counted, so the shadow can never slow the primary down. 
 waits `linger` seconds after the first event so that a batch builds up in the queue, then runs
 the whole backlog through the shadow in one call: a model's per-call overhead is paid a few times
 a second rather than per request. With `isolation="process"` (the agent's default) the call runs
-in a child process (`agent.shadow_process`) with its own GIL and a lower priority, so the shadow's
-CPU never stalls the primary's request threads; `"thread"` runs it in the worker thread itself.
+in a child process (`agent.reports.shadow_child`) with its own GIL and a lower priority, so the
+shadow's CPU never stalls the primary's request threads; `"thread"` runs it in the worker thread
+itself.
 The worker pairs the shadow's answers with the primary's by request id and accumulates the
 window's comparison; ground truth from /feedback scores both models on the same requests.
 
@@ -31,8 +32,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from agent.inference_server import Feedback, PredictionEvent
-from agent.shadow_process import ShadowProcess
+from agent.reports.shadow_child import ShadowProcess
+from agent.serving.app import Feedback, PredictionEvent
 from common.reports import LatencyQuantiles, ShadowMetrics
 
 log = logging.getLogger("tether.agent.shadow")
@@ -281,7 +282,7 @@ class ShadowRunner:
                 self._warm.add(id(shadow))
                 with contextlib.suppress(Exception):
                     shadow.predict(rows)
-            # This thread's CPU time, as the child measures its own (see agent.shadow_process).
+            # This thread's CPU time, as the child measures its own (see reports.shadow_child).
             started = time.thread_time()
             answer = shadow.predict(rows)
             return answer, time.thread_time() - started

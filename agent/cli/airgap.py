@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import click
 import httpx
 
-from agent.cli_options import (
+from agent.cli.options import (
     config_option,
     data_dir_option,
     json_option,
@@ -26,7 +26,7 @@ from common.names import InvalidName, check_name
 from common.schemas import EnrollRequest
 
 if TYPE_CHECKING:
-    from agent.inbox import BundleReport, HandOff
+    from agent.airgap.inbox import BundleReport, HandOff
     from agent.settings import AgentSettings
 
 MIB = 1024 * 1024
@@ -83,9 +83,9 @@ def provision(
       tether agent provision edge --out edge-7.tether-agent --hostname edge-7 \\
           --url https://tether.example.com --token $ADMIN_TOKEN
     """
-    from agent.client import ClientError, ControlPlaneClient
-    from agent.offline import ProvisionFile, write_secret_file
-    from agent.trust import TrustError, choose_trust, new_agent_key
+    from agent.airgap.exports import ProvisionFile, write_secret_file
+    from agent.local.trust import TrustError, choose_trust, new_agent_key
+    from agent.sync.client import ClientError, ControlPlaneClient
     from common.clock import utcnow
     from common.signing import describe, private_key_pem
     from common.version import package_version
@@ -185,10 +185,10 @@ def import_bundle(
     Example:
       tether agent import-bundle edge-r12.tether-bundle.tar --data-dir /var/lib/tether
     """
-    from agent.bundle_import import AgentRunning, BundleRefused
-    from agent.bundle_import import import_bundle as apply_bundle
-    from agent.inbox import BundleReport
-    from agent.state import StateError
+    from agent.airgap.bundle import AgentRunning, BundleRefused
+    from agent.airgap.bundle import import_bundle as apply_bundle
+    from agent.airgap.inbox import BundleReport
+    from agent.local.state import StateError
 
     settings = load_settings_or_exit(config_file, data_dir=data_dir)
     try:
@@ -219,8 +219,8 @@ def _agent(pid: int | None) -> str:
 
 def _hand_to_agent(bundle: Path, settings: AgentSettings, pid: int | None) -> HandOff:
     """Copy the bundle into the running agent's inbox, with progress for a big one."""
-    from agent.bundle_import import BundleRefused
-    from agent.inbox import InboxError, hand_off
+    from agent.airgap.bundle import BundleRefused
+    from agent.airgap.inbox import InboxError, hand_off
 
     stream = sys.stderr  # looked up now: CliRunner swaps it
     size = bundle.stat().st_size if bundle.is_file() else 0
@@ -250,7 +250,7 @@ def _hand_to_agent(bundle: Path, settings: AgentSettings, pid: int | None) -> Ha
 
 
 def _wait_for_agent(handed: HandOff, seconds: float, pid: int | None) -> BundleReport:
-    from agent.inbox import InboxError, process_alive, wait_for_result
+    from agent.airgap.inbox import InboxError, process_alive, wait_for_result
 
     click.echo(f"Waiting up to {seconds:g} s for it to apply the bundle...", err=True)
     try:
@@ -311,9 +311,9 @@ def export_reports(
     Example:
       tether agent export-reports --out edge-7-reports.json --data-dir /var/lib/tether
     """
-    from agent.offline import OfflineError
-    from agent.offline import export_reports as write_export
-    from agent.state import StateError
+    from agent.airgap.exports import OfflineError
+    from agent.airgap.exports import export_reports as write_export
+    from agent.local.state import StateError
     from common.version import package_version
 
     settings = load_settings_or_exit(config_file, data_dir=data_dir)
@@ -359,9 +359,9 @@ def import_ack(
     Example:
       tether agent import-ack edge-7-reports.ack.json --data-dir /var/lib/tether
     """
-    from agent.offline import OfflineError
-    from agent.offline import import_ack as apply_ack
-    from agent.state import StateError
+    from agent.airgap.exports import OfflineError
+    from agent.airgap.exports import import_ack as apply_ack
+    from agent.local.state import StateError
 
     settings = load_settings_or_exit(config_file, data_dir=data_dir)
     try:

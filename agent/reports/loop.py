@@ -14,14 +14,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.cache import ArtifactCache
-from agent.drift_window import DriftWindows
-from agent.inference_server import Feedback, PredictionEvent
-from agent.outbox import Outbox
-from agent.reporter import Reporter
-from agent.shadow import ShadowRunner
-from agent.slots import Deployed
-from agent.state import StateStore
+from agent.local.cache import ArtifactCache
+from agent.local.outbox import Outbox
+from agent.local.state import StateStore
+from agent.reports.drift import DriftWindows
+from agent.reports.reporter import Reporter
+from agent.reports.shadow import ShadowRunner
+from agent.serving.app import Feedback, PredictionEvent
+from agent.serving.slots import Deployed
 from common.drift import ReferenceProfile
 from common.reports import Report, ReportAck
 

@@ -20,7 +20,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ValidationError
 
-from agent.state import write_atomic
+from agent.local.state import write_atomic
 from common.clock import utcnow
 from common.schemas import Manifest
 from common.signing import (

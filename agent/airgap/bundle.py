@@ -1,7 +1,7 @@
 """Apply a signed bundle with no network: the same checks, cache, smoke test and swap as a poll.
 
     1. open it (a regular file, at most `max_bundle_bytes`) and scan the raw tar headers
-       before tarfile does (agent.bundle_tar): only regular members and bounded metadata,
+       before tarfile does (agent.airgap.bundle_tar): only regular members and bounded metadata,
        every size inside the file, a bounded number of members;
     2. read `manifest.json` (the first member) and verify it exactly as a pulled manifest
        (`Reconciler.verify_manifest`: signature, trusted key, environment, revision, expiry);
@@ -19,7 +19,7 @@
 
 `import_bundle` applies a bundle to a data directory no agent runs on, with a reconciler of its
 own; `apply_bundle` does the same through a running agent's reconciler, so its inference server
-swaps models with no gap (the agent's inbox, agent.inbox, calls it).
+swaps models with no gap (the agent's inbox, agent.airgap.inbox, calls it).
 """
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ from typing import IO
 
 from pydantic import ValidationError
 
-from agent.bundle_tar import BundleRefused, open_bundle, scan_headers
-from agent.cache import ArtifactCache, CacheError, VerificationFailed
-from agent.reconciler import ManifestRefused, Outcome, Reconciler
+from agent.airgap.bundle_tar import BundleRefused, open_bundle, scan_headers
+from agent.local.cache import ArtifactCache, CacheError, VerificationFailed
+from agent.local.state import LOCK_FILE, Identity, StateStore
+from agent.serving.slots import ModelSlots
 from agent.settings import AgentSettings
-from agent.slots import ModelSlots
-from agent.state import LOCK_FILE, Identity, StateStore
+from agent.sync.reconciler import ManifestRefused, Outcome, Reconciler
 from common.bundles import BUNDLE_BLOB_DIR, BUNDLE_MANIFEST, MAX_MANIFEST_BYTES
 from common.clock import utcnow
 from common.digests import sha256_stream
@@ -55,7 +55,7 @@ MEMBER_NAME = re.compile(re.escape(BUNDLE_BLOB_DIR) + r"([0-9a-f]{64})")
 
 
 class AgentRunning(Exception):
-    """An agent holds the data directory: hand it the bundle (agent.inbox) instead."""
+    """An agent holds the data directory: hand it the bundle (agent.airgap.inbox) instead."""
 
     def __init__(self, message: str, pid: int | None) -> None:
         super().__init__(message)
@@ -290,7 +290,7 @@ def check_members(
 
 
 class MemberStream:
-    """A tar member's data as the cache reads a download (agent.cache.Stream)."""
+    """A tar member's data as the cache reads a download (agent.local.cache.Stream)."""
 
     def __init__(self, reader: IO[bytes], offset: int) -> None:
         reader.seek(offset)
@@ -312,7 +312,7 @@ class MemberStream:
 def member_opener(
     archive: tarfile.TarFile, member: tarfile.TarInfo
 ) -> Callable[[int], contextlib.AbstractContextManager[MemberStream]]:
-    """Return an agent.cache.Opener reading `member` from a byte offset."""
+    """Return an agent.local.cache.Opener reading `member` from a byte offset."""
 
     @contextlib.contextmanager
     def open_at(offset: int) -> Iterator[MemberStream]:

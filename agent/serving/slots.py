@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from agent.runtime import LoadedModel
+from agent.serving.runtime import LoadedModel
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ import math
 import numbers
 from typing import Any
 
-from agent.runtime.errors import InvalidInput, PredictFailed, SmokeTestFailed
-from agent.runtime.model import LoadedModel, Prediction
+from agent.serving.runtime.errors import InvalidInput, PredictFailed, SmokeTestFailed
+from agent.serving.runtime.model import LoadedModel, Prediction
 
 
 def smoke_test(model: LoadedModel, example: list[dict[str, Any]] | None) -> None:

@@ -3,8 +3,8 @@
     DATA_DIR/identity.json   agent id, token, control plane URL, environment   (mode 0600)
     DATA_DIR/state.json      what is applied and how each model is doing        (no secrets)
 
-`state.json` is also the contract with `agent.embedded.LocalModels`: its `applied` key holds the
-environment, revision and, per model, the primary and shadow entries (version, sha256, size,
+`state.json` is also the contract with `agent.embedded.LocalModels`: its `applied` key holds
+the environment, revision and, per model, the primary and shadow entries (version, sha256, size,
 format, input_schema) whose files are in `artifacts/sha256/`. Every write goes to a temp file
 that is fsynced and then renamed over the old one, so a crash leaves the old or the new state,
 never half of one.

@@ -12,14 +12,14 @@ from typing import Any
 import click
 import httpx
 
-from agent.cli_options import (
+from agent.cli.airgap import COMMANDS as OFFLINE_COMMANDS
+from agent.cli.options import (
     config_option,
     data_dir_option,
     json_option,
     load_settings_or_exit,
     parse_labels,
 )
-from agent.offline_cli import COMMANDS as OFFLINE_COMMANDS
 from common.schemas import EnrollRequest
 
 
@@ -98,8 +98,8 @@ def enroll(
           --token tether_enroll_... --pin SHA256:9xV... --label zone=eu-1
       tether agent enroll --from-file edge-7.tether-agent --data-dir /var/lib/tether
     """
-    from agent.offline import OfflineError, enroll_from_file, read_provision_file
-    from agent.state import StateError, StateStore
+    from agent.airgap.exports import OfflineError, enroll_from_file, read_provision_file
+    from agent.local.state import StateError, StateStore
 
     settings = load_settings_or_exit(config_file, data_dir=data_dir, url=url)
     store = StateStore(settings.data_dir)
@@ -158,10 +158,10 @@ def enroll(
 
 def _enroll_online(settings, token, environment, pin, hostname, labels):  # type: ignore[no-untyped-def]
     """Enroll over the network; store the identity only once every check passed."""
-    from agent.client import ClientError, ControlPlaneClient
-    from agent.offline import save_enrollment
-    from agent.state import Identity
-    from agent.trust import choose_trust, new_agent_key
+    from agent.airgap.exports import save_enrollment
+    from agent.local.state import Identity
+    from agent.local.trust import choose_trust, new_agent_key
+    from agent.sync.client import ClientError, ControlPlaneClient
     from common.clock import utcnow
     from common.signing import describe
     from common.version import package_version
@@ -212,7 +212,7 @@ def _enroll_online(settings, token, environment, pin, hostname, labels):  # type
 
 def _trusting(pin: str | None, decide: Callable[[], Any], aftermath: str = "") -> Any:
     """Run a trust decision, turning a refused key into a ClickException."""
-    from agent.trust import TrustError
+    from agent.local.trust import TrustError
 
     try:
         return decide()
@@ -265,7 +265,7 @@ def run(
       tether agent run --log-format json
     """
     from agent.daemon import AgentDaemon, NotEnrolled, StartupError
-    from agent.state import StateError
+    from agent.local.state import StateError
     from common.logs import configure_logging
 
     settings = load_settings_or_exit(
@@ -299,8 +299,8 @@ def status(config_file: Path | None, data_dir: Path | None, as_json: bool) -> No
     Example:
       tether agent status --data-dir /var/lib/tether --json
     """
-    from agent.state import StateError, StateStore, read_state_file
-    from agent.trust import TrustError, TrustStore
+    from agent.local.state import StateError, StateStore, read_state_file
+    from agent.local.trust import TrustError, TrustStore
 
     settings = load_settings_or_exit(config_file, data_dir=data_dir)
     try:

@@ -12,9 +12,9 @@ import pandas as pd
 from sklearn.base import is_classifier
 from sklearn.pipeline import Pipeline
 
-from agent.runtime import joblib_format, skops_format
-from agent.runtime.errors import LoadFailed, PredictFailed, UnsupportedFormat
-from agent.runtime.validation import DEFAULT_MAX_ROWS, RowValidator
+from agent.serving.runtime import joblib_format, skops_format
+from agent.serving.runtime.errors import LoadFailed, PredictFailed, UnsupportedFormat
+from agent.serving.runtime.validation import DEFAULT_MAX_ROWS, RowValidator
 from common.schemas import Feature, FeatureType
 
 Loader = Callable[[Path], Any]

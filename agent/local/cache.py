@@ -11,7 +11,7 @@ before the rename: after a crash, a file the kernel had not yet written back fai
 is downloaded again, and the fsync would cost about a third of the download's time. The download
 path is the agent's hottest loop, and where its time goes was measured (docs/benchmarks.md):
 
-- where the stream can (`agent.transport`), the body is read straight from the socket into a
+- where the stream can (`agent.sync.transports`), the body is read straight from the socket into a
   ring of `QUEUE_DEPTH + 2` reused buffers of `chunk_bytes`: the kernel's copy is the only one,
   and no page is allocated per read; otherwise chunks are taken as they arrive (`iter_raw`)
   and gathered into batches written with one `os.writev` each;
@@ -35,7 +35,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
-from agent.state import fsync_directory
+from agent.local.state import fsync_directory
 from common.digests import DigestMismatch
 
 log = logging.getLogger("tether.agent.cache")

@@ -4,7 +4,7 @@ For each model not in place: fetch its artifacts into the cache (verified), load
 the serving version, smoke-test them on the manifest's input example, then swap the slot
 atomically. Any failure leaves the old version serving and is recorded as (stage, error) for the
 next heartbeat; the model is retried with exponential backoff. Models gone from the manifest are
-unloaded. What serves is persisted in `state.json` (see agent.state) after every change.
+unloaded. What serves is persisted in `state.json` (see agent.local.state) after every change.
 """
 
 from __future__ import annotations
@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from agent.applied import (
+from agent.local.cache import ArtifactCache, CacheError, Stream, VerificationFailed
+from agent.local.state import AgentState, Applied, AppliedEntry, StateStore
+from agent.local.trust import TrustError, TrustStore, expired
+from agent.serving.runtime import LoadedModel, SmokeTestFailed, load_model, smoke_test
+from agent.serving.slots import Deployed, ModelSlots
+from agent.sync.plan import (
     applied_from,
     applied_model,
     attempt_key,
@@ -28,11 +33,6 @@ from agent.applied import (
     kept_digests,
     same,
 )
-from agent.cache import ArtifactCache, CacheError, Stream, VerificationFailed
-from agent.runtime import LoadedModel, SmokeTestFailed, load_model, smoke_test
-from agent.slots import Deployed, ModelSlots
-from agent.state import AgentState, Applied, AppliedEntry, StateStore
-from agent.trust import TrustError, TrustStore, expired
 from common.clock import utcnow
 from common.schemas import (
     ActualModel,
@@ -134,7 +134,7 @@ class Reconciler:
         """Return the manifest if this agent may apply it, else raise ManifestRefused.
 
         A pulled manifest and an imported bundle's pass the same checks, in order: signed by a
-        key this agent trusts (agent.trust), for its environment, not older than a revision
+        key this agent trusts (agent.local.trust), for its environment, not older than a revision
         already accepted (a replay would roll the host back), and not expired, give or take
         `clock_skew` seconds (a frozen control plane or a replay would pin it to the past).
         """

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from agent.transport import READINTO, BodyTransport, goes_direct
+from agent.sync.transports import READINTO, BodyTransport, goes_direct
 from common.errors import ApiResponseError, TetherError, error_from_response
 from common.reports import Report, ReportAck, ReportBatch
 from common.schemas import (

@@ -13,7 +13,7 @@ from typing import Any
 
 import skops.io
 
-from agent.runtime.errors import LoadFailed, UntrustedTypes
+from agent.serving.runtime.errors import LoadFailed, UntrustedTypes
 
 NAME = "skops"
 

@@ -8,9 +8,9 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from agent.drift_window import DriftWindows
-from agent.outbox import Outbox
-from agent.shadow import ShadowRunner
+from agent.local.outbox import Outbox
+from agent.reports.drift import DriftWindows
+from agent.reports.shadow import ShadowRunner
 from common.reports import Report, ReportAck
 
 log = logging.getLogger("tether.agent.reports")

@@ -5,7 +5,7 @@
     tether agent export-reports --out FILE  (the site)                       -> ReportExport
     tether agent import-ack FILE            (the site)                       -> outbox cleared
 
-Bundles, the way in, are agent.bundle_import. Everything here reads and writes the data
+Bundles, the way in, are agent.airgap.bundle. Everything here reads and writes the data
 directory only; an agent with `mode = "offline"` never opens a connection (OfflineTransport).
 """
 
@@ -22,9 +22,9 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, Field, ValidationError
 
-from agent.outbox import Outbox
-from agent.state import AgentState, Identity, StateStore, write_atomic
-from agent.trust import TrustError, TrustStore, choose_trust, load_agent_key, save_agent_key
+from agent.local.outbox import Outbox
+from agent.local.state import AgentState, Identity, StateStore, write_atomic
+from agent.local.trust import TrustError, TrustStore, choose_trust, load_agent_key, save_agent_key
 from common.bundles import ReportAckFile, ReportExport
 from common.clock import utcnow
 from common.schemas import Heartbeat
