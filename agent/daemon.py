@@ -22,6 +22,7 @@ import httpx
 
 from agent.airgap.exports import OfflineTransport
 from agent.airgap.inbox import InboxWatcher
+from agent.errors import AgentError
 from agent.local.cache import ArtifactCache
 from agent.local.outbox import Outbox
 from agent.local.state import LOCK_FILE, Identity, StateStore
@@ -39,11 +40,11 @@ log = logging.getLogger("tether.agent")
 STOP_TIMEOUT = 5.0
 
 
-class NotEnrolled(Exception):
+class NotEnrolled(AgentError):
     """The data directory holds no agent identity."""
 
 
-class StartupError(Exception):
+class StartupError(AgentError):
     """The agent cannot start: its data dir is taken or unusable, or its port is."""
 
 

@@ -39,6 +39,7 @@ from typing import IO
 from pydantic import ValidationError
 
 from agent.airgap.bundle_tar import BundleRefused, open_bundle, scan_headers
+from agent.errors import AgentError
 from agent.local.cache import ArtifactCache, CacheError, VerificationFailed
 from agent.local.state import LOCK_FILE, Identity, StateStore
 from agent.serving.slots import ModelSlots
@@ -54,7 +55,7 @@ log = logging.getLogger("tether.agent.bundle")
 MEMBER_NAME = re.compile(re.escape(BUNDLE_BLOB_DIR) + r"([0-9a-f]{64})")
 
 
-class AgentRunning(Exception):
+class AgentRunning(AgentError):
     """An agent holds the data directory: hand it the bundle (agent.airgap.inbox) instead."""
 
     def __init__(self, message: str, pid: int | None) -> None:

@@ -29,6 +29,8 @@ import stat
 import tarfile
 from typing import IO, BinaryIO
 
+from agent.errors import AgentError
+
 BLOCK = tarfile.BLOCKSIZE
 MAX_MEMBERS = 10_000
 MAX_METADATA_BYTES = 64 * 1024  # tarfile reads a metadata header whole
@@ -61,7 +63,7 @@ HDRCHARSET = re.compile(rb"\d+ hdrcharset=([^\n]+)\n")
 LENGTH_DIGITS = 20  # a pax record's length; int() of a longer one can raise ValueError
 
 
-class BundleRefused(Exception):
+class BundleRefused(AgentError):
     """The bundle is unsafe, tampered with or not for this agent; nothing was applied."""
 
 

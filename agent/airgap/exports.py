@@ -22,6 +22,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, Field, ValidationError
 
+from agent.errors import AgentError
 from agent.local.outbox import Outbox
 from agent.local.state import AgentState, Identity, StateStore, write_atomic
 from agent.local.trust import TrustError, TrustStore, choose_trust, load_agent_key, save_agent_key
@@ -34,7 +35,7 @@ OUTBOX_FILE = "outbox.db"
 MAX_EXPORT_REPORTS = 100_000  # what one ReportExport may carry
 
 
-class OfflineError(Exception):
+class OfflineError(AgentError):
     """An offline file is unreadable, for another agent, or does not verify."""
 
 

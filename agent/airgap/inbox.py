@@ -40,6 +40,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agent.airgap.bundle import BundleRefused, ImportResult, apply_bundle
 from agent.airgap.bundle_tar import open_bundle
+from agent.errors import AgentError
 from agent.local.state import fsync_directory, write_atomic
 from agent.sync.reconciler import Reconciler
 
@@ -56,7 +57,7 @@ STALE_RESULT = 86400.0
 COPY_CHUNK = 1024 * 1024
 
 
-class InboxError(Exception):
+class InboxError(AgentError):
     """The bundle could not be handed to the running agent."""
 
 

@@ -35,6 +35,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
+from agent.errors import AgentError
 from agent.local.state import fsync_directory
 from common.digests import DigestMismatch
 
@@ -45,7 +46,7 @@ QUEUE_DEPTH = 8
 MAX_BUFFERS = 512
 
 
-class CacheError(Exception):
+class CacheError(AgentError):
     """An artifact could not be put in the cache."""
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from agent.errors import AgentError
 from common.clock import utcnow
 from common.schemas import ActualModel, Manifest
 
@@ -36,7 +37,7 @@ STATE_FILE = "state.json"
 LOCK_FILE = "agent.lock"  # held by the running agent (flock), naming its pid
 
 
-class StateError(Exception):
+class StateError(AgentError):
     """The agent's local state is missing or unreadable."""
 
 

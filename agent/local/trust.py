@@ -20,6 +20,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ValidationError
 
+from agent.errors import AgentError
 from agent.local.state import write_atomic
 from common.clock import utcnow
 from common.schemas import Manifest
@@ -39,7 +40,7 @@ TRUST_FILE = "trust.json"
 AGENT_KEY_FILE = "agent-key.pem"
 
 
-class TrustError(Exception):
+class TrustError(AgentError):
     """The trusted keys or the agent's key are missing, unreadable or refused."""
 
 

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
+from agent.errors import AgentError
 from agent.serving.runtime import Prediction
 
 log = logging.getLogger("tether.agent.shadow")
@@ -34,11 +35,11 @@ _ROOT = Path(__file__).resolve().parents[1]
 _PR_SET_PDEATHSIG = 1
 
 
-class ShadowCrashed(Exception):
+class ShadowCrashed(AgentError):
     """The shadow's child process died or answered nonsense."""
 
 
-class ShadowFailed(Exception):
+class ShadowFailed(AgentError):
     """The shadow model raised on a batch (the child lives on)."""
 
 

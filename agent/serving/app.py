@@ -27,6 +27,7 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from agent.errors import AgentError
 from agent.serving import json_body
 from agent.serving.runtime import (
     DEFAULT_MAX_ROWS,
@@ -78,7 +79,7 @@ class Feedback:
     received_at: float = field(default_factory=time.time)
 
 
-class HttpError(Exception):
+class HttpError(AgentError):
     """A request the server refuses, with its status."""
 
     def __init__(self, status: int, message: str) -> None:

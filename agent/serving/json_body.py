@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from agent.errors import AgentError
+
 __all__ = ["MAX_DEPTH", "MalformedJson", "TooDeep", "check_depth", "loads"]
 
 # Arrays and objects inside each other. A /predict body is 3 deep and an OIP body with a nested
@@ -32,7 +34,7 @@ _UP, _DOWN = np.int32(1), np.int32(-1)
 _CHUNK = 1 << 20  # bytes per numpy step: a 64 MiB body needs a few MiB of scratch, not 500
 
 
-class MalformedJson(ValueError):
+class MalformedJson(ValueError, AgentError):
     """A request body that is not JSON the server accepts."""
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from agent.errors import AgentError
 from agent.sync.transports import READINTO, BodyTransport, goes_direct
 from common.errors import ApiResponseError, TetherError, error_from_response
 from common.reports import Report, ReportAck, ReportBatch
@@ -38,7 +39,7 @@ log = logging.getLogger("tether.agent.client")
 USER_AGENT = "tether-agent"
 
 
-class ClientError(TetherError):
+class ClientError(TetherError, AgentError):
     """A request to the control plane did not succeed."""
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from agent.errors import AgentError
 from agent.local.cache import ArtifactCache, CacheError, Stream, VerificationFailed
 from agent.local.state import AgentState, Applied, AppliedEntry, StateStore
 from agent.local.trust import TrustError, TrustStore, expired
@@ -51,7 +52,7 @@ log = logging.getLogger("tether.agent.reconciler")
 ArtifactOpener = Callable[[str, int, int], AbstractContextManager[Stream]]
 
 
-class ManifestRefused(Exception):
+class ManifestRefused(AgentError):
     """A manifest failed verification; nothing in it was applied."""
 
 

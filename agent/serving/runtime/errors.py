@@ -13,8 +13,10 @@ RuntimeFailure
 
 from __future__ import annotations
 
+from agent.errors import AgentError
 
-class RuntimeFailure(Exception):
+
+class RuntimeFailure(AgentError):
     """Base of the model runtime's errors."""
 
 
