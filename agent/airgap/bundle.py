@@ -139,11 +139,10 @@ def apply_bundle(
 
     `restore` first loads what serves now into the reconciler's slots, for a reconciler of its
     own; a running agent's slots already hold it. A bundle over `max_bytes` is refused. A
-    refusal is recorded in the state and raised as BundleRefused; the reconciler's opener is
-    put back either way.
+    refusal is recorded in the state and raised as BundleRefused. Artifacts come from the
+    bundle's members only: the reconciler is handed the bundle's opener for this one pass.
     """
     store = reconciler.state
-    opener = reconciler.opener
     try:
         with reconciler.lock:
             return _import(path, reconciler, restore, max_bytes)
@@ -154,8 +153,6 @@ def apply_bundle(
         if isinstance(error, ManifestRefused):
             raise BundleRefused(str(error)) from None
         raise
-    finally:
-        reconciler.opener = opener
 
 
 def _import(
@@ -180,13 +177,14 @@ def _import(
             members = check_members(archive, manifest, cache)
             result = ImportResult(manifest=manifest, signed_by=signed_by)
             stage(archive, members, cache, result)
-            reconciler.opener = bundle_opener(archive, members, manifest)
             if restore:
                 # What serves now, so models in place are kept and a failure leaves them serving.
                 reconciler.restore()
             reconciler.accept(signed, None)
             reconciler.retry_now()  # an operator brought this bundle: try every model now
-            outcome = result.outcome = reconciler.reconcile(manifest)
+            outcome = result.outcome = reconciler.reconcile(
+                manifest, opener=bundle_opener(archive, members, manifest)
+            )
     with store.edit() as state:
         if outcome.converged:
             state.last_error = state.last_error_at = None

@@ -225,14 +225,19 @@ class Reconciler:
                     return True
         return any(name not in manifest.models for name in self.slots.names())
 
-    def reconcile(self, manifest: Manifest) -> Outcome:
-        """Bring every model of the manifest in place, as far as possible right now."""
+    def reconcile(self, manifest: Manifest, opener: ArtifactOpener | None = None) -> Outcome:
+        """Bring every model of the manifest in place, as far as possible right now.
+
+        Artifacts missing from the cache are fetched through `opener` when given (a bundle's
+        members), else through the reconciler's own (the control plane).
+        """
+        opener = opener or self.opener
         outcome = Outcome(revision=manifest.revision)
         for name in sorted(manifest.models):
             if self.cancel is not None and self.cancel.is_set():
                 outcome.waiting.append(name)
                 continue
-            self._reconcile_model(name, manifest.models[name], outcome)
+            self._reconcile_model(name, manifest.models[name], outcome, opener)
         for name in self.slots.names():
             if name not in manifest.models:
                 self.slots.remove(name)
@@ -246,7 +251,9 @@ class Reconciler:
             self._prune()
         return outcome
 
-    def _reconcile_model(self, name: str, want: ManifestModel, outcome: Outcome) -> None:
+    def _reconcile_model(
+        self, name: str, want: ManifestModel, outcome: Outcome, opener: ArtifactOpener
+    ) -> None:
         current = self.slots.get(name)
         if in_place(current, want):
             self._retries.pop(name, None)
@@ -259,10 +266,10 @@ class Reconciler:
             return
         target = want.primary.version
         try:
-            primary = self._prepare(name, want.primary, current, "primary", target)
+            primary = self._prepare(name, want.primary, current, "primary", target, opener)
             shadow = None
             if want.shadow is not None:
-                shadow = self._prepare(name, want.shadow, current, "shadow", target)
+                shadow = self._prepare(name, want.shadow, current, "shadow", target, opener)
         except _Failed as failure:
             if self.cancel is not None and self.cancel.is_set():
                 outcome.waiting.append(name)  # stopping, not failing: resume on next start
@@ -292,7 +299,13 @@ class Reconciler:
             state.recent[name] = recent[: self.keep_versions]
 
     def _prepare(
-        self, name: str, entry: ManifestEntry, current: Deployed | None, role: str, target: int
+        self,
+        name: str,
+        entry: ManifestEntry,
+        current: Deployed | None,
+        role: str,
+        target: int,
+        opener: ArtifactOpener,
     ) -> LoadedModel:
         """Return a loaded, smoke-tested model for `entry`, reusing one already serving."""
         for loaded in (current.primary, current.shadow) if current else ():
@@ -306,7 +319,7 @@ class Reconciler:
             path = self.cache.get(
                 artifact.sha256,
                 artifact.size,
-                lambda offset: self.opener(name, entry.version, offset),
+                lambda offset: opener(name, entry.version, offset),
                 cancel=self.cancel,
             )
         except VerificationFailed as error:
