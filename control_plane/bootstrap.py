@@ -7,6 +7,7 @@ import os
 import secrets
 from pathlib import Path
 
+from common.files import write_secret_file
 from common.schemas import Role
 from control_plane.artifacts import ArtifactFiles
 from control_plane.keys import KeyRing
@@ -36,18 +37,12 @@ def bootstrap(settings: ControlPlaneSettings) -> str | None:
             if store.tokens.count() > 0:
                 return None
             created = store.tokens.insert(Role.admin, description="first admin token")
-        write_secret_file(settings.admin_token_path, created.token + "\n")
+        write_secret_file(
+            settings.admin_token_path, (created.token + "\n").encode(), overwrite=True
+        )
         return created.token
     finally:
         db.close()
-
-
-def write_secret_file(path: Path, content: str) -> None:
-    """Write a file only its owner can read, never widening the mode even briefly."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(content)
-    os.chmod(path, 0o600)
 
 
 def session_key(path: Path) -> bytes:
@@ -56,7 +51,7 @@ def session_key(path: Path) -> bytes:
         # Written aside, then linked into place: of two processes starting at once, one key
         # wins and neither ever reads a half-written file.
         aside = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        write_secret_file(aside, secrets.token_hex(32) + "\n")
+        write_secret_file(aside, (secrets.token_hex(32) + "\n").encode())
         try:
             os.link(aside, path)
         except FileExistsError:

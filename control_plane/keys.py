@@ -17,6 +17,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from common.files import write_secret_file
 from common.signing import (
     PublicKey,
     Signature,
@@ -27,12 +28,6 @@ from common.signing import (
 )
 
 KEEP_SIGNING = 2  # the new key and the one before it, so no enrolled agent is left behind
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
 
 
 @dataclass(frozen=True)
@@ -95,7 +90,7 @@ class KeyRing:
     def _add_key(self, previous: list[str]) -> PublicKey:
         key = Ed25519PrivateKey.generate()
         described = describe(key.public_key())
-        _write_private(self.directory / f"ed25519-{described.key_id}.pem", private_key_pem(key))
+        write_secret_file(self.directory / f"ed25519-{described.key_id}.pem", private_key_pem(key))
         temporary = self.index.with_suffix(".tmp")
         temporary.write_text(json.dumps({"signing": [described.key_id, *previous]}, indent=2))
         os.replace(temporary, self.index)

@@ -11,8 +11,6 @@ directory only; an agent with `mode = "offline"` never opens a connection (Offli
 
 from __future__ import annotations
 
-import contextlib
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,10 +22,11 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agent.errors import AgentError
 from agent.local.outbox import Outbox
-from agent.local.state import AgentState, Identity, StateStore, write_atomic
+from agent.local.state import AgentState, Identity, StateStore
 from agent.local.trust import TrustError, TrustStore, choose_trust, load_agent_key, save_agent_key
 from common.bundles import ReportAckFile, ReportExport
 from common.clock import utcnow
+from common.files import write_atomic
 from common.schemas import Heartbeat
 from common.signing import BadSignature, PublicKey, load_private_key_pem, sign
 
@@ -66,24 +65,6 @@ class ProvisionFile(BaseModel):
     private_key_pem: str = Field(description="The agent's own Ed25519 key, PKCS#8 PEM.")
     signing_keys: list[PublicKey] = Field(description="The control plane's public keys.")
     created_at: datetime
-
-
-def write_secret_file(path: Path, data: bytes, *, overwrite: bool = False) -> None:
-    """Write a file mode 0600 from its first byte; refuse to replace one unless told to."""
-    path = Path(path)
-    if overwrite:
-        write_atomic(path, data, mode=0o600)
-        return
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        raise
 
 
 def read_provision_file(path: Path) -> ProvisionFile:

@@ -41,8 +41,8 @@ from pydantic import BaseModel, Field, ValidationError
 from agent.airgap.bundle import BundleRefused, ImportResult, apply_bundle
 from agent.airgap.bundle_tar import open_bundle
 from agent.errors import AgentError
-from agent.local.state import fsync_directory, write_atomic
 from agent.sync.reconciler import Reconciler
+from common.files import fsync_directory, write_atomic
 
 log = logging.getLogger("tether.agent.inbox")
 

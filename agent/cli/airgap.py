@@ -83,10 +83,11 @@ def provision(
       tether agent provision edge --out edge-7.tether-agent --hostname edge-7 \\
           --url https://tether.example.com --token $ADMIN_TOKEN
     """
-    from agent.airgap.exports import ProvisionFile, write_secret_file
+    from agent.airgap.exports import ProvisionFile
     from agent.local.trust import TrustError, choose_trust, new_agent_key
     from agent.sync.client import ClientError, ControlPlaneClient
     from common.clock import utcnow
+    from common.files import write_secret_file
     from common.signing import describe, private_key_pem
     from common.version import package_version
 

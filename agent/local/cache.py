@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Protocol
 
 from agent.errors import AgentError
-from agent.local.state import fsync_directory
 from common.digests import DigestMismatch
+from common.files import fsync_directory
 
 log = logging.getLogger("tether.agent.cache")
 

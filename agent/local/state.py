@@ -16,7 +16,6 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agent.errors import AgentError
 from common.clock import utcnow
+from common.files import write_atomic
 from common.schemas import ActualModel, Manifest
 
 log = logging.getLogger("tether.agent.state")
@@ -185,37 +185,3 @@ def read_state_file(data_dir: Path) -> AgentState | None:
         return None
     except (OSError, ValidationError, json.JSONDecodeError) as error:
         raise StateError(f"cannot read {path}: {error}") from None
-
-
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = True) -> None:
-    """Write `data` to `path` through a temp file and a rename, fsynced when `durable`."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp creates the file 0600, so a secret is never readable even for an instant.
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-    if durable:
-        fsync_directory(path.parent)
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make a rename in `directory` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ValidationError
 
 from agent.errors import AgentError
-from agent.local.state import write_atomic
 from common.clock import utcnow
+from common.files import write_atomic
 from common.schemas import Manifest
 from common.signing import (
     BadSignature,
