@@ -1,10 +1,18 @@
-"""Validate the names of models and environments."""
+"""Validate the names of models and environments.
+
+The rule is stated once, here, as a pattern and a length: pydantic checks request fields with
+them, `check_name` checks the rest, and the OpenAPI document carries both.
+"""
 
 from __future__ import annotations
 
 import re
 
-NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+# 1-64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit, never two dots in a row.
+# Written without look-around, so that pydantic's Rust regex engine, Python's `re` and an OpenAPI
+# (ECMA 262) client all read it alike; the length is NAME_MAX_LENGTH, beside it.
+NAME_PATTERN = r"^[a-z0-9](?:\.?[a-z0-9_-])*\.?$"
+NAME_MAX_LENGTH = 64
 _NAME_RE = re.compile(NAME_PATTERN)
 
 
@@ -14,10 +22,10 @@ class InvalidName(ValueError):
 
 def check_name(value: str, what: str = "name") -> str:
     """Return `value` if it is a valid name, else raise InvalidName naming the rule."""
-    if not isinstance(value, str) or not _NAME_RE.fullmatch(value) or ".." in value:
+    if not isinstance(value, str) or len(value) > NAME_MAX_LENGTH or not _NAME_RE.fullmatch(value):
         raise InvalidName(
             f"invalid {what} {value!r}: use 1-64 characters of a-z, 0-9, '.', '_' or '-', "
-            "starting with a letter or digit"
+            "starting with a letter or digit, with no '..'"
         )
     return value
 

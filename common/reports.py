@@ -11,6 +11,11 @@ from common.drift import DriftReport, WindowSketch
 from common.schemas import MAX_INTEGER, Name, VersionNumber
 
 ReportId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+# Rules across a report's fields (see common.schemas.SHADOW_DIFFERS): the refusal's words, and
+# the schema's.
+DRIFT_NEEDS_BODY = "a drift report needs a 'drift' body"
+SHADOW_NEEDS_BODY = "a shadow report needs 'shadow' and 'shadow_version'"
+WINDOW_IN_ORDER = "window_end must not be before window_start"
 
 
 class _Strict(BaseModel):
@@ -62,12 +67,14 @@ class Report(_Strict):
     """One window of one model version on one agent; `id` makes re-sending harmless."""
 
     id: ReportId
-    kind: Literal["drift", "shadow"]
+    kind: Literal["drift", "shadow"] = Field(
+        description=f"What the report holds: {DRIFT_NEEDS_BODY}; {SHADOW_NEEDS_BODY}."
+    )
     model: Name
     version: VersionNumber
     shadow_version: VersionNumber | None = None
     window_start: datetime
-    window_end: datetime
+    window_end: datetime = Field(description=f"The window's end: {WINDOW_IN_ORDER}.")
     requests: int = Field(ge=0, le=MAX_INTEGER)
     drift: DriftWindow | None = None
     shadow: ShadowMetrics | None = None
@@ -75,11 +82,11 @@ class Report(_Strict):
     @model_validator(mode="after")
     def _body_matches_kind(self) -> Report:
         if self.kind == "drift" and self.drift is None:
-            raise ValueError("a drift report needs a 'drift' body")
+            raise ValueError(DRIFT_NEEDS_BODY)
         if self.kind == "shadow" and (self.shadow is None or self.shadow_version is None):
-            raise ValueError("a shadow report needs 'shadow' and 'shadow_version'")
+            raise ValueError(SHADOW_NEEDS_BODY)
         if self.window_end < self.window_start:
-            raise ValueError("window_end is before window_start")
+            raise ValueError(WINDOW_IN_ORDER)
         return self
 
 

@@ -12,19 +12,30 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, model_validator
 
-from common.names import NAME_PATTERN
+from common.names import NAME_MAX_LENGTH, NAME_PATTERN
 from common.signing import PublicKey, Signature
 
-Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH)]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 # The largest integer SQLite stores: a bigger one in a field the store keeps is refused as
 # input (422) rather than failing in the database (500).
 MAX_INTEGER = 2**63 - 1
 VersionNumber = Annotated[int, Field(ge=1, le=MAX_INTEGER)]
 
+# Rules across fields, which JSON Schema cannot state. The API refuses a body that breaks one
+# with a 422 whose message is this very sentence, and the field's description carries it too,
+# so the schema says in words what the server checks.
+SHADOW_DIFFERS = "shadow must differ from version"
+ENROLLMENT_NEEDS_ENVIRONMENT = "an enrollment token needs an environment"
+ENROLLMENT_ONLY = "{field} applies to enrollment tokens only"
+
 
 class Strict(BaseModel):
-    """A request body: unknown keys are refused, so typos never pass silently."""
+    """A request body: unknown keys are refused, so typos never pass silently.
+
+    The API also validates request bodies in strict mode (control_plane.api.routing.parse_body):
+    `true` is not 1 and `"3"` is not 3.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -176,7 +187,10 @@ class DesiredState(BaseModel):
 
 class DesiredModelUpdate(Strict):
     version: VersionNumber
-    shadow: VersionNumber | None = None
+    shadow: VersionNumber | None = Field(
+        default=None,
+        description=f"The candidate run beside it on the same inputs: {SHADOW_DIFFERS}.",
+    )
     reason: Annotated[str, StringConstraints(max_length=2000)] = ""
 
 
@@ -214,12 +228,18 @@ class Role(StrEnum):
 
 class TokenCreate(Strict):
     role: Literal["admin", "viewer", "enrollment"]
-    environment: Name | None = Field(default=None, description="Required for enrollment tokens.")
+    environment: Name | None = Field(
+        default=None,
+        description=f"The environment agents enroll into: {ENROLLMENT_NEEDS_ENVIRONMENT}; "
+        f"{ENROLLMENT_ONLY.format(field='environment')}.",
+    )
     expires_in: Annotated[int, Field(gt=0, le=10 * 365 * 86400)] | None = Field(
         default=None, description="Seconds until the token expires."
     )
     max_uses: Annotated[int, Field(gt=0, le=MAX_INTEGER)] | None = Field(
-        default=None, description="Enrollment tokens: how many agents may enroll with it."
+        default=None,
+        description="How many agents may enroll with it: "
+        f"{ENROLLMENT_ONLY.format(field='max_uses')}.",
     )
     description: Annotated[str, StringConstraints(max_length=500)] = ""
 

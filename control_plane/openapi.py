@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
-from pydantic import BaseModel
-from pydantic.json_schema import JsonSchemaMode, models_json_schema
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import (
+    GenerateJsonSchema,
+    JsonSchemaMode,
+    JsonSchemaValue,
+    models_json_schema,
+)
+from pydantic_core import core_schema
 
 from common.schemas import ErrorBody
 from control_plane.api.routing import OPERATIONS, Operation
@@ -30,17 +37,37 @@ _STATUS_TEXT = {
 }
 
 
+class ApiJsonSchema(GenerateJsonSchema):
+    """pydantic's JSON Schema, saying of dicts keyed by a pattern what the validator checks."""
+
+    def dict_schema(self, schema: core_schema.DictSchema) -> JsonSchemaValue:
+        # pydantic writes `dict[Name, X]` as patternProperties, which lets any other key through
+        # with any value; the validator refuses such a key, so say that: every key matches.
+        json_schema = super().dict_schema(schema)
+        patterns = json_schema.pop("patternProperties", None)
+        if patterns:
+            ((pattern, values),) = patterns.items()
+            json_schema["propertyNames"] = {
+                "pattern": pattern,
+                **json_schema.get("propertyNames", {}),
+            }
+            json_schema["additionalProperties"] = values
+        return json_schema
+
+
 def build_openapi(version: str) -> dict[str, Any]:
     """Return the OpenAPI 3.1 document for every registered operation."""
     wanted: set[tuple[type[BaseModel], JsonSchemaMode]] = {(ErrorBody, "serialization")}
     for op in OPERATIONS:
         if op.body is not None:
             wanted.add((op.body, "validation"))
+        wanted |= {(part, "validation") for part in op.multipart_json.values()}
         if op.response is not None:
             wanted.add((op.response, "serialization"))
     keyed = sorted(wanted, key=lambda pair: (pair[0].__name__, pair[1]))
-    refs, schemas = models_json_schema(keyed, ref_template=REF)
+    refs, schemas = models_json_schema(keyed, ref_template=REF, schema_generator=ApiJsonSchema)
     ref = {key: value["$ref"] for key, value in refs.items()}
+    _require_tags(schemas.get("$defs", {}))
     paths: dict[str, dict[str, Any]] = {}
     for op in sorted(OPERATIONS, key=lambda o: (o.path, o.method)):
         paths.setdefault(op.path, {})[op.method] = _operation(op, ref)
@@ -59,6 +86,31 @@ def build_openapi(version: str) -> dict[str, Any]:
     }
 
 
+def _require_tags(definitions: dict[str, Any]) -> None:
+    """Make the tag of each tagged union required in its members, as the validator has it.
+
+    pydantic documents a member's `kind: Literal["numeric"] = "numeric"` as optional, yet refuses
+    a member without it: a request valid by the schema would be refused.
+    """
+    tags = [node["discriminator"] for node in _nodes(definitions) if "discriminator" in node]
+    for tag in tags:  # collected first: the walk must not see the documents it changes
+        for target in tag.get("mapping", {}).values():
+            required = definitions[target.rsplit("/", 1)[1]].setdefault("required", [])
+            if tag["propertyName"] not in required:
+                required.append(tag["propertyName"])
+
+
+def _nodes(value: Any) -> Iterator[dict[str, Any]]:
+    """Yield every object in a JSON document, depth first."""
+    if isinstance(value, dict):
+        yield value
+        for item in value.values():
+            yield from _nodes(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _nodes(item)
+
+
 def _operation(op: Operation, ref: Refs) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "operationId": op.endpoint.replace(".", "_"),
@@ -75,14 +127,21 @@ def _operation(op: Operation, ref: Refs) -> dict[str, Any]:
         entry["description"] = (entry.get("description", "") + f"\n\nRoles: {roles}.").strip()
     if op.body is not None:
         entry["requestBody"] = {
-            "required": True,
+            "required": op.body_required,
             "content": {"application/json": {"schema": {"$ref": ref[(op.body, "validation")]}}},
         }
     if op.multipart is not None:
+        # As routing.check_form_parts reads them: JSON parts are form fields holding a document
+        # (JSON Schema's own words for that: contentMediaType, contentSchema), the rest files.
         properties = {
-            name: {"type": "string", "format": "binary", "description": text}
-            if name == "artifact"
-            else {"type": "string", "description": text}
+            name: {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {"$ref": ref[(op.multipart_json[name], "validation")]},
+                "description": text,
+            }
+            if name in op.multipart_json
+            else {"type": "string", "format": "binary", "description": text}
             for name, text in op.multipart.items()
         }
         entry["requestBody"] = {
@@ -92,8 +151,9 @@ def _operation(op: Operation, ref: Refs) -> dict[str, Any]:
                     "schema": {
                         "type": "object",
                         "properties": properties,
-                        "required": ["artifact"],
-                    }
+                        "required": ["artifact", *op.multipart_json],
+                        "additionalProperties": False,
+                    },
                 }
             },
         }
@@ -102,11 +162,11 @@ def _operation(op: Operation, ref: Refs) -> dict[str, Any]:
 
 def _parameters(op: Operation) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": kind}}
+        {"name": name, "in": "path", "required": True, "schema": _schema_of(kind)}
         for name, kind in op.path_params.items()
     ]
     if op.query is not None:
-        schema = op.query.model_json_schema()
+        schema = op.query.model_json_schema(schema_generator=ApiJsonSchema)
         required = set(schema.get("required", []))
         for name, prop in schema.get("properties", {}).items():
             params.append(
@@ -124,6 +184,11 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
                 }
             )
     return params
+
+
+def _schema_of(kind: Any) -> dict[str, Any]:
+    """Return the JSON Schema of a type, as the server validates it."""
+    return TypeAdapter(kind).json_schema(schema_generator=ApiJsonSchema)
 
 
 def _responses(op: Operation, ref: Refs) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from control_plane.api import (
     operations,
     policies,
     reports,
+    routing,
     tokens,
 )
 
@@ -32,5 +33,7 @@ BLUEPRINTS = (
 
 
 def register_blueprints(app: Flask) -> None:
+    # Before the blueprints: their rules name these converters (routing.PATH_PARAMETERS).
+    app.url_map.converters.update(routing.CONVERTERS)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)

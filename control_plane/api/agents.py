@@ -10,7 +10,6 @@ from pydantic import BaseModel, Field
 from werkzeug.http import quote_etag
 
 from common.clock import utcnow
-from common.names import check_name
 from common.schemas import (
     POLL_HINT_HEADER,
     AgentInfo,
@@ -19,6 +18,7 @@ from common.schemas import (
     EnrollResponse,
     Heartbeat,
     HeartbeatAck,
+    Name,
     SignedManifest,
 )
 from control_plane.api.routing import operation, parse_body, parse_query
@@ -38,7 +38,7 @@ class ManifestQuery(BaseModel):
 
 
 class AgentQuery(BaseModel):
-    environment: str | None = None
+    environment: Name | None = None
 
 
 @operation(
@@ -178,8 +178,6 @@ def heartbeat(agent_id: str):
 def list_agents():
     """List enrolled agents, optionally of one environment."""
     query = parse_query(AgentQuery)
-    if query.environment is not None:
-        check_name(query.environment, "environment name")
     agents = get_store().agents.list(query.environment)
     return AgentList(agents=agents).model_dump(mode="json")
 

@@ -11,6 +11,7 @@ from common.clock import utcnow
 from common.names import check_name
 from common.schemas import (
     MAX_INTEGER,
+    SHADOW_DIFFERS,
     ActionReason,
     DesiredModelUpdate,
     DesiredState,
@@ -119,7 +120,7 @@ def check_desired_update(model: str, body: DesiredModelUpdate) -> None:
     """Refuse an update naming the same shadow as version (422) or a missing version (404)."""
     if body.shadow is not None and body.shadow == body.version:
         raise Unprocessable(
-            "shadow must differ from version",
+            SHADOW_DIFFERS,
             details=[{"field": "shadow", "message": "equals version"}],
         )
     wanted = [body.version] + ([body.shadow] if body.shadow is not None else [])
@@ -161,6 +162,7 @@ def unset_desired(env: str, model: str):
     roles=ADMIN,
     tag=TAG,
     body=ActionReason,
+    body_required=False,  # only a reason, for the history: `POST .../promote/wine` is enough
     response=DesiredState,
     errors=(404, 409, 412),
 )
@@ -178,6 +180,7 @@ def promote(env: str, model: str):
     roles=ADMIN,
     tag=TAG,
     body=ActionReason,
+    body_required=False,
     response=DesiredState,
     errors=(404, 409, 412),
 )

@@ -21,15 +21,18 @@ from common.schemas import (
     VersionMetadata,
     VersionPatch,
 )
-from control_plane.api.routing import operation, parse_body
+from control_plane.api.routing import check_form_parts, operation, parse_body, validate_json
 from control_plane.auth import ADMIN, ARTIFACT_READERS, READERS
 from control_plane.context import get_store, settings, state
-from control_plane.errors import Forbidden, NotFound, Unprocessable, invalid_input
+from control_plane.errors import NotFound, Unprocessable, invalid_input
 from control_plane.uploads import keep_upload
 
 bp = Blueprint("models", __name__, url_prefix="/api/v1")
 TAG = "models"
 MAX_PROFILE_BYTES = 64 * 1024 * 1024
+# A file's content is beyond what the OpenAPI document can check: its description says this
+# sentence, and a refused profile is answered with it (see common.schemas.SHADOW_DIFFERS).
+PROFILE_RULE = "the reference profile must be a common.drift.ReferenceProfile JSON document"
 
 
 @operation(
@@ -41,8 +44,9 @@ MAX_PROFILE_BYTES = 64 * 1024 * 1024
     multipart={
         "artifact": "The model file (joblib or skops).",
         "metadata": "JSON object, a VersionMetadata: format, metrics, params, tags, schema...",
-        "reference_profile": "Optional: the training data's common.drift.ReferenceProfile JSON.",
+        "reference_profile": f"Optional, the training data's profile: {PROFILE_RULE}.",
     },
+    multipart_json={"metadata": VersionMetadata},
     response=ModelVersion,
     status=201,
     errors=(413,),
@@ -60,7 +64,8 @@ def create_version(model: str):
             "send multipart/form-data with an 'artifact' file and a 'metadata' JSON field",
             details=[{"field": "artifact", "message": "missing"}],
         )
-    metadata = _parse_metadata(request.form.get("metadata", "{}"))
+    check_form_parts()
+    metadata = _parse_metadata(request.form["metadata"])
     upload = request.files.get("artifact")
     if upload is None:
         raise Unprocessable(
@@ -112,14 +117,15 @@ def _check_profile(stream: Any) -> None:
             details=[{"field": "reference_profile", "message": "too large"}],
         )
     try:
-        ReferenceProfile.model_validate_json(raw)
+        validate_json(ReferenceProfile, raw)
     except ValidationError as error:
-        raise invalid_input(error, prefix="reference_profile") from None
+        details = invalid_input(error, prefix="reference_profile").details
+        raise Unprocessable(PROFILE_RULE, details=details) from None
 
 
 def _parse_metadata(text: str) -> VersionMetadata:
     try:
-        return VersionMetadata.model_validate_json(text or "{}")
+        return validate_json(VersionMetadata, text or "{}")
     except ValidationError as error:
         if any(item["type"] == "json_invalid" for item in error.errors()):
             raise Unprocessable(
@@ -214,8 +220,7 @@ def download_artifact(model: str, version: int):
 
     Agent tokens may fetch only versions their environment currently wants.
     """
-    found = _existing_version(model, version)
-    _check_agent_may_fetch(model, version)
+    found = _readable_version(model, version)
     path = state().artifacts.path(found.artifact.sha256)
     if not path.exists():
         raise NotFound(f"the artifact file of {model} v{version} is missing from the store")
@@ -243,10 +248,9 @@ def download_artifact(model: str, version: int):
 )
 def download_profile(model: str, version: int):
     """Download a version's reference profile (JSON), for drift on agents and dashboards."""
-    found = _existing_version(model, version)
+    found = _readable_version(model, version)
     if found.reference_profile is None:
         raise NotFound(f"{model} v{version} has no reference profile")
-    _check_agent_may_fetch(model, version)
     digest = found.reference_profile.sha256
     response = send_file(
         state().artifacts.path(digest),
@@ -259,20 +263,28 @@ def download_profile(model: str, version: int):
     return response
 
 
-def _check_agent_may_fetch(model: str, version: int) -> None:
+def _readable_version(model: str, version: int) -> ModelVersion:
+    """Return a version the token may read: an agent's, only one its environment wants.
+
+    To an agent, any other version is not found, in the words used for one that does not exist:
+    a 403 would tell it what exists outside its environment.
+    """
     principal = g.principal
     if principal.role is Role.agent:
         desired = get_store().environments.desired(principal.environment)
         entry = desired.models.get(model) if desired else None
-        if entry is None or version not in (entry.version, entry.shadow):
-            raise Forbidden("this agent's environment does not want that version")
+        if entry is None:
+            raise _no_model(model)
+        if version not in (entry.version, entry.shadow):
+            raise _no_version(model, version)
+    return _existing_version(model, version)
 
 
 def _existing_model(model: str):
     check_name(model, "model name")
     summary = get_store().registry.get_model(model)
     if summary is None:
-        raise NotFound(f"model {model!r} not found")
+        raise _no_model(model)
     return summary
 
 
@@ -280,5 +292,13 @@ def _existing_version(model: str, version: int) -> ModelVersion:
     _existing_model(model)
     found = get_store().registry.get_version(model, version)
     if found is None:
-        raise NotFound(f"version {version} of model {model!r} not found")
+        raise _no_version(model, version)
     return found
+
+
+def _no_model(model: str) -> NotFound:
+    return NotFound(f"model {model!r} not found")
+
+
+def _no_version(model: str, version: int) -> NotFound:
+    return NotFound(f"version {version} of model {model!r} not found")

@@ -16,7 +16,7 @@ from control_plane.api.routing import operation, parse_body
 from control_plane.auth import ADMIN, READERS
 from control_plane.bundles import stream_bundle
 from control_plane.context import get_store, settings, state
-from control_plane.errors import Forbidden, NotFound, Unprocessable
+from control_plane.errors import Conflict, Forbidden, NotFound, Unprocessable
 from control_plane.manifests import build_manifest
 from control_plane.store.db import write_transaction
 from control_plane.store.tokens import Principal
@@ -111,7 +111,7 @@ def provision(env: str):
     tag=TAG,
     body=ReportExport,
     response=ReportAckFile,
-    errors=(403, 404, 413),
+    errors=(403, 404, 409, 413),
 )
 def import_reports():
     """Import an offline agent's report export; answer with a signed acknowledgement file.
@@ -129,8 +129,8 @@ def import_reports():
         raise Forbidden(
             f"agent {agent.id} belongs to {agent.environment!r}, not {export.environment!r}"
         )
-    if agent.public_key is None:
-        raise Unprocessable(f"agent {agent.id} registered no public key: it cannot export reports")
+    if agent.public_key is None:  # the export may be fine: the agent's record is what lacks
+        raise Conflict(f"agent {agent.id} registered no public key: it cannot export reports")
     if export.signature is None:
         raise Unprocessable(
             "the export is not signed", details=[{"field": "signature", "message": "missing"}]

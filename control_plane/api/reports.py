@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from common.policy import EventKind, EventList
 from common.reports import ReportAck, ReportBatch, ReportList
-from common.schemas import VersionNumber
+from common.schemas import Name, VersionNumber
 from control_plane.api.routing import QueryTime, operation, parse_body, parse_query
 from control_plane.auth import AGENTS, READERS, require_own_agent
 from control_plane.context import get_store, settings
@@ -20,8 +20,8 @@ TAG = "reports"
 
 
 class ReportQuery(BaseModel):
-    environment: str | None = None
-    model: str | None = None
+    environment: Name | None = None
+    model: Name | None = None
     version: VersionNumber | None = None
     agent: str | None = None
     kind: Literal["drift", "shadow"] | None = None
@@ -30,7 +30,7 @@ class ReportQuery(BaseModel):
 
 
 class EventQuery(BaseModel):
-    environment: str | None = None
+    environment: Name | None = None
     kind: EventKind | None = None
     since: QueryTime | None = None
     limit: int = Field(default=200, ge=1, le=5000)

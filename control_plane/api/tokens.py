@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from common.schemas import Role, TokenCreate, TokenCreated, TokenInfo, TokenList
+from common.schemas import (
+    ENROLLMENT_NEEDS_ENVIRONMENT,
+    ENROLLMENT_ONLY,
+    Role,
+    TokenCreate,
+    TokenCreated,
+    TokenInfo,
+    TokenList,
+)
 from control_plane.api.routing import operation, parse_body
 from control_plane.auth import ADMIN
 from control_plane.context import get_store
@@ -32,7 +40,7 @@ def create_token():
     if role is Role.enrollment:
         if body.environment is None:
             raise Unprocessable(
-                "an enrollment token needs an environment",
+                ENROLLMENT_NEEDS_ENVIRONMENT,
                 details=[{"field": "environment", "message": "required for enrollment tokens"}],
             )
         if get_store().environments.revision(body.environment) is None:
@@ -41,7 +49,7 @@ def create_token():
         for field, value in (("environment", body.environment), ("max_uses", body.max_uses)):
             if value is not None:
                 raise Unprocessable(
-                    f"{field} applies to enrollment tokens only",
+                    ENROLLMENT_ONLY.format(field=field),
                     details=[{"field": field, "message": f"not allowed for {role.value} tokens"}],
                 )
     created = get_store().tokens.create(

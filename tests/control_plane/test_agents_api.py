@@ -197,3 +197,11 @@ def test_bad_heartbeats_are_refused(world: Api, body, field):
     )
     assert_error(response, 422, "invalid", field)
     assert world.get(f"/api/v1/agents/{agent['agent_id']}").get_json()["last_seen"] is None
+
+
+def test_enroll_routes_only_post(world: Api):
+    # `/agents/enroll` is not also the agent "enroll": agent ids are `agt_...` in the route.
+    options = world.client.options("/api/v1/agents/enroll", headers=world.headers())
+    assert set(options.headers["Allow"].split(", ")) == {"OPTIONS", "POST"}
+    assert_error(world.get("/api/v1/agents/enroll"), 405, "method_not_allowed")
+    assert_error(world.get("/api/v1/agents/agt_missing"), 404, "not_found", "agt_missing")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -68,10 +69,14 @@ def test_agent_downloads_only_what_its_environment_wants(world: Api, wine_model_
         world.get("/api/v1/models/wine/versions/1/artifact", token=agent["token"]).status_code
         == 200
     )
-    assert_error(world.get("/api/v1/models/wine/versions/2/artifact", token=agent["token"]), 403)
+    # Not wanted is not found, to an agent: a 403 would say the version exists.
+    hidden = world.get("/api/v1/models/wine/versions/2/artifact", token=agent["token"])
+    assert_error(hidden, 404, "not_found")
     staging_agent = world.enroll("staging")
     assert_error(
-        world.get("/api/v1/models/wine/versions/1/artifact", token=staging_agent["token"]), 403
+        world.get("/api/v1/models/wine/versions/1/artifact", token=staging_agent["token"]),
+        404,
+        "not_found",
     )
 
 
@@ -186,3 +191,22 @@ def test_only_admins_revoke_tokens(world: Api, role):
     target = _token_id(world, role="admin")
     assert_error(world.send("DELETE", f"/api/v1/tokens/{target}", token=secret), 403)
     assert target in {t["id"] for t in world.get("/api/v1/tokens").get_json()["tokens"]}
+
+
+@pytest.mark.parametrize("kind", ["artifact", "profile"])
+def test_an_agent_cannot_tell_what_exists_outside_its_environment(world: Api, kind: str):
+    # staging wants nothing: to its agent, wine v1 (which exists) looks like ghost v1 (which
+    # does not), and production's agent sees wine v2 (not wanted) as it sees wine v9.
+    world.push_ok("wine", b"not wanted" * 10)
+    staging, production = world.enroll("staging"), world.enroll("production")
+
+    def answer(agent: dict, model: str, version: int) -> tuple[int, dict]:
+        response = world.get(
+            f"/api/v1/models/{model}/versions/{version}/{kind}", token=agent["token"]
+        )
+        body = json.dumps(response.get_json()).replace(f"'{model}'", "'M'")
+        return response.status_code, json.loads(body.replace(f"version {version} ", "version N "))
+
+    assert answer(staging, "wine", 1) == answer(staging, "ghost", 1)
+    assert answer(production, "wine", 2) == answer(production, "wine", 9)
+    assert answer(staging, "wine", 1)[0] == answer(production, "wine", 2)[0] == 404

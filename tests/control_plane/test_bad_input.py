@@ -165,7 +165,8 @@ BAD_REQUESTS = [
         "max_uses",
     ),
     ("GET", "/api/v1/agents/agt_missing", None, 404, "not_found", "agt_missing"),
-    ("GET", "/api/v1/agents?environment=Bad%20Env", None, 422, "invalid_name", "Bad Env"),
+    # The query's name is typed like a body's (common.schemas.Name): its 422 names the field.
+    ("GET", "/api/v1/agents?environment=Bad%20Env", None, 422, "invalid", "query.environment"),
     ("GET", "/api/v1/nothing-here", None, 404, "not_found", None),
     ("DELETE", "/api/v1/models", None, 405, "method_not_allowed", None),
 ]

@@ -56,7 +56,11 @@ def fuzz(tmp_path_factory, wine_model_bytes: bytes) -> Iterator[Fuzz]:
     # timeout here, so a generated `?wait=` is answered, not timed out.
     with ServerProcess(data_dir, env={"TETHER_LONG_POLL_MAX": "2"}) as server:
         world = seed(server, wine_model_bytes)
-        schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+        # The admin token goes with every request, so a generated Authorization header would
+        # be replaced anyway; left in a negative case, it would count as a second invalid
+        # part and hide that the first became valid once sent (a number as a name: "1.5e-3").
+        config = schemathesis.Config.from_dict({"generation": {"with-security-parameters": False}})
+        schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json", config=config)
         yield Fuzz(server, world, schema)
 
 

@@ -105,9 +105,10 @@ ROWS = [
         "401 401 200 403 403 403 200"),
     Row("PATCH", f"{P}/models/{{model}}/versions/{{version}}", f"{P}/models/wine/versions/1",
         "401 401 403 403 403 403 200", {"description": "scoped"}),
-    # Agent B's environment does not want wine: its agent may not fetch it.
+    # Agent B's environment does not want wine: to its agent it does not exist (404, not a 403
+    # that would tell it wine v1 exists).
     Row("GET", f"{P}/models/{{model}}/versions/{{version}}/artifact",
-        f"{P}/models/wine/versions/1/artifact", "401 401 200 403 200 403 200"),
+        f"{P}/models/wine/versions/1/artifact", "401 401 200 403 200 404 200"),
     # wine v1 has no reference profile: whoever may look is told so.
     Row("GET", f"{P}/models/{{model}}/versions/{{version}}/profile",
         f"{P}/models/wine/versions/1/profile", "401 401 404 403 404 404 404"),
@@ -115,8 +116,8 @@ ROWS = [
         "401 401 200 403 403 403 200"),
     Row("POST", f"{P}/environments/{{env}}/agents", f"{P}/environments/production/agents",
         "401 401 403 403 403 403 201", {"hostname": "offline", "public_key": PUBLIC_KEY}),
-    # Agent A registered no key of its own, so the admin's import is refused as input (422).
-    Row("POST", f"{P}/reports/import", f"{P}/reports/import", "401 401 403 403 403 403 422",
+    # Agent A registered no key of its own, so the admin's import conflicts with its record (409).
+    Row("POST", f"{P}/reports/import", f"{P}/reports/import", "401 401 403 403 403 403 409",
         "export"),
     Row("PUT", f"{P}/environments/{{env}}/policy", f"{P}/environments/production/policy",
         "401 401 403 403 403 403 200", {}),
