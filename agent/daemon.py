@@ -8,24 +8,21 @@ lets in-flight inference requests finish and exits within `STOP_TIMEOUT` seconds
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import signal
 import socket
 import threading
 import time
 from types import FrameType
-from typing import TextIO
 
 import httpx
 
-from agent.airgap.exports import OfflineTransport
 from agent.airgap.inbox import InboxWatcher
 from agent.errors import AgentError
 from agent.local.cache import ArtifactCache
+from agent.local.datadir import DataDirLock, DataDirLocked, artifacts_dir, outbox_path
 from agent.local.outbox import Outbox
-from agent.local.state import LOCK_FILE, Identity, StateStore
+from agent.local.state import Identity, StateStore
 from agent.metrics import AgentMetrics
 from agent.reports.loop import ReportingLoop
 from agent.serving.app import InferenceServer, create_inference_app
@@ -34,6 +31,7 @@ from agent.settings import AgentSettings
 from agent.sync.client import ControlPlaneClient
 from agent.sync.poller import Poller
 from agent.sync.reconciler import Reconciler
+from agent.sync.transports import OfflineTransport
 
 log = logging.getLogger("tether.agent")
 
@@ -78,13 +76,13 @@ class AgentDaemon:
             transport=OfflineTransport() if self.offline else transport,
         )
         self.cache = ArtifactCache(
-            settings.data_dir / "artifacts",
+            artifacts_dir(settings.data_dir),
             reserve_bytes=settings.free_disk_reserve_bytes,
             chunk_bytes=settings.download_chunk_bytes,
         )
         self.slots = ModelSlots()
         self.cancel = threading.Event()
-        outbox = Outbox(settings.data_dir / "outbox.db")
+        outbox = Outbox(outbox_path(settings.data_dir))
         self.metrics = AgentMetrics(outbox=outbox)
         profiles = self.metrics.count_downloads(
             lambda name, version, offset: self.client.download(
@@ -133,7 +131,7 @@ class AgentDaemon:
         self.server: InferenceServer | None = None
         self._stop_requested = threading.Event()
         self._stopped = False
-        self._lock_file: TextIO | None = None
+        self._lock = DataDirLock(settings.data_dir)
 
     def is_ready(self) -> bool:
         """Tell whether every desired model has a version serving."""
@@ -214,28 +212,18 @@ class AgentDaemon:
         # The last window goes to the outbox (durable) first; sending it is best effort.
         self.reporting.stop(timeout=max(0.1, deadline - time.monotonic() - 0.2))
         self.client.close()
-        if self._lock_file is not None:
-            self._lock_file.close()  # releases the lock
-            self._lock_file = None
+        self._lock.release()
         log.info("agent stopped")
 
     def _lock_data_dir(self) -> None:
         # Two agents on one data dir would fight over its state and cache.
-        handle = open(self.settings.data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held until stop
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
+            self._lock.acquire()
+        except DataDirLocked as locked:
+            holder = locked.pid or "another process"
             raise StartupError(
                 f"another agent (pid {holder}) runs with the data dir {self.settings.data_dir}"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._lock_file = handle
 
     def request_stop(self) -> None:
         """Ask `run_forever` to stop (safe from signal handlers and other threads)."""

@@ -19,7 +19,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agent.local.outbox import Outbox
-from agent.serving.app import PredictionEvent
+from agent.serving.events import PredictionEvent
 
 log = logging.getLogger("tether.agent.metrics")
 

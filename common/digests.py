@@ -28,11 +28,6 @@ def sha256_stream(stream: IO[bytes]) -> str:
     return digest.hexdigest()
 
 
-def sha256_bytes(data: bytes) -> str:
-    """Return the hex sha256 of bytes."""
-    return hashlib.sha256(data).hexdigest()
-
-
 def verify_file(path: str | Path, *, sha256: str, size: int) -> None:
     """Raise DigestMismatch unless the file has exactly this size and digest."""
     actual_size = Path(path).stat().st_size

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -109,18 +109,6 @@ class StoredReport(Report):
 
 class ReportList(BaseModel):
     reports: list[StoredReport]
-
-
-def report_summary(report: Report) -> dict[str, Any]:
-    """Return the few figures people look at first, for tables and events."""
-    if report.kind == "shadow" and report.shadow is not None:
-        return {"agreement": report.shadow.agreement, "shadowed": report.shadow.shadowed}
-    if report.drift is not None and report.drift.report is not None:
-        return {
-            "dataset_drift": report.drift.report.dataset_drift,
-            "share_drifted": report.drift.report.share_drifted,
-        }
-    return {}
 
 
 class AgentDrift(BaseModel):

@@ -17,7 +17,7 @@
     5. accept the manifest (persisted before acting, trusted keys learned), then reconcile:
        load, smoke-test and swap, fetching through a bundle-backed opener instead of HTTP.
 
-`import_bundle` applies a bundle to a data directory no agent runs on, with a reconciler of its
+`import_bundle_file` applies a bundle to a data directory no agent runs on, with a reconciler of its
 own; `apply_bundle` does the same through a running agent's reconciler, so its inference server
 swaps models with no gap (the agent's inbox, agent.airgap.inbox, calls it).
 """
@@ -25,10 +25,8 @@ swaps models with no gap (the agent's inbox, agent.airgap.inbox, calls it).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hmac
 import logging
-import os
 import re
 import tarfile
 from collections.abc import Callable, Iterator
@@ -41,7 +39,8 @@ from pydantic import ValidationError
 from agent.airgap.bundle_tar import BundleRefused, open_bundle, scan_headers
 from agent.errors import AgentError
 from agent.local.cache import ArtifactCache, CacheError, VerificationFailed
-from agent.local.state import LOCK_FILE, Identity, StateStore
+from agent.local.datadir import DataDirLock, DataDirLocked, artifacts_dir
+from agent.local.state import Identity, StateStore
 from agent.serving.slots import ModelSlots
 from agent.settings import AgentSettings
 from agent.sync.reconciler import ManifestRefused, Outcome, Reconciler
@@ -78,28 +77,16 @@ class ImportResult:
 @contextlib.contextmanager
 def data_dir_lock(data_dir: Path) -> Iterator[None]:
     """Hold the lock `tether agent run` holds, or raise AgentRunning naming its pid."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - closed below
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "?"
-            raise AgentRunning(
-                f"the agent (pid {holder}) is running on {data_dir}",
-                int(holder) if holder.isdigit() else None,
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        yield
-    finally:
-        handle.close()  # releases the lock
+        with DataDirLock(data_dir):
+            yield
+    except DataDirLocked as locked:
+        raise AgentRunning(
+            f"the agent (pid {locked.pid or '?'}) is running on {data_dir}", locked.pid
+        ) from None
 
 
-def import_bundle(
+def import_bundle_file(
     path: Path, settings: AgentSettings, *, identity: Identity | None = None
 ) -> ImportResult:
     """Verify the bundle at `path` and apply it to the agent in `settings.data_dir`.
@@ -112,7 +99,7 @@ def import_bundle(
     if found is None:
         raise BundleRefused(f"no agent identity in {data_dir}: enroll it first")
     cache = ArtifactCache(
-        data_dir / "artifacts",
+        artifacts_dir(data_dir),
         reserve_bytes=settings.free_disk_reserve_bytes,
         chunk_bytes=settings.download_chunk_bytes,
     )

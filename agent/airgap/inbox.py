@@ -41,12 +41,12 @@ from pydantic import BaseModel, Field, ValidationError
 from agent.airgap.bundle import BundleRefused, ImportResult, apply_bundle
 from agent.airgap.bundle_tar import open_bundle
 from agent.errors import AgentError
+from agent.local.datadir import inbox_dir
 from agent.sync.reconciler import Reconciler
 from common.files import fsync_directory, write_atomic
 
 log = logging.getLogger("tether.agent.inbox")
 
-INBOX_DIR = "inbox"
 BUNDLE_SUFFIX = ".tar"
 PART_SUFFIX = ".tar.part"
 RESULT_SUFFIX = ".result.json"
@@ -97,10 +97,6 @@ class BundleReport(BaseModel):
             waiting=outcome.waiting,
             versions={name: manifest.models[name].primary.version for name in outcome.swapped},
         )
-
-
-def inbox_dir(data_dir: Path) -> Path:
-    return Path(data_dir) / INBOX_DIR
 
 
 # --- the importing side (`tether agent import-bundle`) ------------------------------------------

@@ -16,14 +16,13 @@ import click
 import httpx
 
 from agent.cli.options import (
+    agent_data_dir_option,
     config_option,
-    data_dir_option,
-    json_option,
     load_settings_or_exit,
     parse_labels,
 )
+from common.cli_options import json_option
 from common.names import InvalidName, check_name
-from common.schemas import EnrollRequest
 
 if TYPE_CHECKING:
     from agent.airgap.inbox import BundleReport, HandOff
@@ -83,13 +82,13 @@ def provision(
       tether agent provision edge --out edge-7.tether-agent --hostname edge-7 \\
           --url https://tether.example.com --token $ADMIN_TOKEN
     """
-    from agent.airgap.exports import ProvisionFile
-    from agent.local.trust import TrustError, choose_trust, new_agent_key
+    from agent.airgap.provision import ProvisionFile
+    from agent.enrollment import enrollment_request
+    from agent.local.trust import TrustError, choose_trust
     from agent.sync.client import ClientError, ControlPlaneClient
     from common.clock import utcnow
     from common.files import write_secret_file
-    from common.signing import describe, private_key_pem
-    from common.version import package_version
+    from common.signing import private_key_pem
 
     try:
         check_name(environment, "environment name")
@@ -97,13 +96,7 @@ def provision(
         raise click.BadParameter(str(error), param_hint="ENV") from None
     if out.exists() and not force:
         raise click.ClickException(f"{out} exists; pass --force to overwrite it")
-    key = new_agent_key()
-    request = EnrollRequest(
-        hostname=hostname or f"offline-{environment}",
-        labels=parse_labels(labels),
-        agent_version=package_version(),
-        public_key=describe(key.public_key()),
-    )
+    key, request = enrollment_request(hostname or f"offline-{environment}", parse_labels(labels))
     transport = click.get_current_context().find_object(httpx.BaseTransport)
     try:
         with ControlPlaneClient(url, token, transport=transport) as client:
@@ -162,7 +155,7 @@ def provision(
     "shows the outcome.",
 )
 @config_option
-@data_dir_option
+@agent_data_dir_option
 @json_option
 def import_bundle(
     bundle: Path,
@@ -186,14 +179,13 @@ def import_bundle(
     Example:
       tether agent import-bundle edge-r12.tether-bundle.tar --data-dir /var/lib/tether
     """
-    from agent.airgap.bundle import AgentRunning, BundleRefused
-    from agent.airgap.bundle import import_bundle as apply_bundle
+    from agent.airgap.bundle import AgentRunning, BundleRefused, import_bundle_file
     from agent.airgap.inbox import BundleReport
     from agent.local.state import StateError
 
     settings = load_settings_or_exit(config_file, data_dir=data_dir)
     try:
-        report = BundleReport.of(apply_bundle(bundle, settings))
+        report = BundleReport.of(import_bundle_file(bundle, settings))
     except AgentRunning as running:
         handed = _hand_to_agent(bundle, settings, running.pid)
         if no_wait:
@@ -298,7 +290,7 @@ def _show_import(report: BundleReport, as_json: bool) -> None:
     help="File to write the signed export to.",
 )
 @config_option
-@data_dir_option
+@agent_data_dir_option
 @json_option
 def export_reports(
     out: Path, config_file: Path | None, data_dir: Path | None, as_json: bool
@@ -312,14 +304,12 @@ def export_reports(
     Example:
       tether agent export-reports --out edge-7-reports.json --data-dir /var/lib/tether
     """
-    from agent.airgap.exports import OfflineError
-    from agent.airgap.exports import export_reports as write_export
+    from agent.airgap.exports import OfflineError, write_report_export
     from agent.local.state import StateError
-    from common.version import package_version
 
     settings = load_settings_or_exit(config_file, data_dir=data_dir)
     try:
-        exported = write_export(settings.data_dir, out, package_version())
+        exported = write_report_export(settings.data_dir, out)
     except (OfflineError, StateError) as error:
         raise click.ClickException(str(error)) from None
     except OSError as error:
@@ -346,7 +336,7 @@ def export_reports(
 @click.command("import-ack")
 @click.argument("ack_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
 @config_option
-@data_dir_option
+@agent_data_dir_option
 @json_option
 def import_ack(
     ack_file: Path, config_file: Path | None, data_dir: Path | None, as_json: bool
@@ -360,13 +350,12 @@ def import_ack(
     Example:
       tether agent import-ack edge-7-reports.ack.json --data-dir /var/lib/tether
     """
-    from agent.airgap.exports import OfflineError
-    from agent.airgap.exports import import_ack as apply_ack
+    from agent.airgap.exports import OfflineError, apply_ack_file
     from agent.local.state import StateError
 
     settings = load_settings_or_exit(config_file, data_dir=data_dir)
     try:
-        applied = apply_ack(settings.data_dir, ack_file)
+        applied = apply_ack_file(settings.data_dir, ack_file)
     except (OfflineError, StateError) as error:
         raise click.ClickException(str(error)) from None
     if as_json:

@@ -1,4 +1,4 @@
-"""Options and helpers the `tether agent` commands share, as decorators."""
+"""Options and helpers the `tether agent` commands share, as decorators (--json: common)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from common.cli_options import data_dir_option
 from common.config import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -24,18 +25,9 @@ def config_option(command: F) -> F:
     )(command)
 
 
-def data_dir_option(command: F) -> F:
-    """Add --data-dir."""
-    return click.option(
-        "--data-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        help="Agent state and cache [/var/lib/tether as root, else ./tether-agent].",
-    )(command)
-
-
-def json_option(command: F) -> F:
-    """Add --json."""
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")(command)
+agent_data_dir_option = data_dir_option(
+    "Agent state and cache [/var/lib/tether as root, else ./tether-agent]."
+)
 
 
 def load_settings_or_exit(config_file: Path | None, **overrides: Any):  # type: ignore[no-untyped-def]

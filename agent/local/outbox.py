@@ -15,13 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from common.reports import Report
-from common.schemas import Heartbeat
-
-KEEP_HEARTBEATS = 100  # an offline export carries the newest ones; older ones say nothing new
 
 
 class Outbox:
-    """A durable queue of reports (and, for offline sites, heartbeats)."""
+    """A durable queue of reports, kept until the control plane acknowledges them."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,10 +30,6 @@ class Outbox:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS reports (id TEXT PRIMARY KEY, created REAL, body TEXT)"
         )
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS heartbeats "
-            "(id INTEGER PRIMARY KEY, created REAL, body TEXT)"
-        )
 
     def put(self, reports: Iterable[Report]) -> int:
         """Store reports durably; return how many were new."""
@@ -46,19 +39,6 @@ class Outbox:
             self._db.executemany("INSERT OR IGNORE INTO reports VALUES (?, ?, ?)", rows)
             return self._count("reports") - before
 
-    def put_heartbeat(self, heartbeat: Heartbeat) -> None:
-        """Keep a heartbeat for the next offline export (only the newest few are kept)."""
-        with self._transaction():
-            self._db.execute(
-                "INSERT INTO heartbeats (created, body) VALUES (?, ?)",
-                (time.time(), heartbeat.model_dump_json()),
-            )
-            self._db.execute(
-                "DELETE FROM heartbeats WHERE id NOT IN "
-                "(SELECT id FROM heartbeats ORDER BY id DESC LIMIT ?)",
-                (KEEP_HEARTBEATS,),
-            )
-
     def pending(self, limit: int = 500) -> list[Report]:
         """Return the oldest reports not yet acknowledged."""
         with self._lock:
@@ -67,11 +47,6 @@ class Outbox:
             ).fetchall()
         return [Report.model_validate_json(body) for (body,) in rows]
 
-    def heartbeats(self) -> list[Heartbeat]:
-        with self._lock:
-            rows = self._db.execute("SELECT body FROM heartbeats ORDER BY id").fetchall()
-        return [Heartbeat.model_validate_json(body) for (body,) in rows]
-
     def acknowledge(self, report_ids: Iterable[str]) -> int:
         """Drop acknowledged reports; return how many were removed."""
         ids = [(report_id,) for report_id in report_ids]
@@ -79,10 +54,6 @@ class Outbox:
             before = self._count("reports")
             self._db.executemany("DELETE FROM reports WHERE id = ?", ids)
             return before - self._count("reports")
-
-    def clear_heartbeats(self) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM heartbeats")
 
     def depth(self) -> int:
         """Return how many reports wait for an acknowledgement."""

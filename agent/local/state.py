@@ -26,15 +26,13 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from agent.errors import AgentError
+from agent.local.datadir import IDENTITY_FILE, STATE_FILE
 from common.clock import utcnow
 from common.files import write_atomic
-from common.schemas import ActualModel, Manifest
+from common.schemas import ActualModel, Heartbeat, Manifest
+from common.version import package_version
 
 log = logging.getLogger("tether.agent.state")
-
-IDENTITY_FILE = "identity.json"
-STATE_FILE = "state.json"
-LOCK_FILE = "agent.lock"  # held by the running agent (flock), naming its pid
 
 
 class StateError(AgentError):
@@ -185,3 +183,14 @@ def read_state_file(data_dir: Path) -> AgentState | None:
         return None
     except (OSError, ValidationError, json.JSONDecodeError) as error:
         raise StateError(f"cannot read {path}: {error}") from None
+
+
+def heartbeat_of(state: AgentState, hostname: str, labels: dict[str, str]) -> Heartbeat:
+    """Describe the agent's actual state, as a heartbeat tells the control plane."""
+    return Heartbeat(
+        agent_version=package_version(),
+        hostname=hostname,
+        labels=labels,
+        applied_revision=state.applied.revision if state.applied else 0,
+        models=dict(state.actual),
+    )

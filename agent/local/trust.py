@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ValidationError
 
 from agent.errors import AgentError
+from agent.local.datadir import AGENT_KEY_FILE, TRUST_FILE
 from common.clock import utcnow
 from common.files import write_atomic
 from common.schemas import Manifest
@@ -35,9 +36,6 @@ from common.signing import (
 )
 
 log = logging.getLogger("tether.agent.trust")
-
-TRUST_FILE = "trust.json"
-AGENT_KEY_FILE = "agent-key.pem"
 
 
 class TrustError(AgentError):

@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.serving.app import PredictionEvent
+from agent.serving.events import PredictionEvent
 from common.drift import ReferenceProfile, WindowSketch, compare, sketch
 from common.reports import DriftWindow
 
@@ -50,10 +50,6 @@ class DriftWindows:
             if current is not None and current.version == version:
                 return
             self._windows[model] = _Window(version, profile, _fresh(profile))
-
-    def forget(self, model: str) -> None:
-        with self._lock:
-            self._windows.pop(model, None)
 
     def observe(self, event: PredictionEvent) -> None:
         """Queue a request's inputs and the primary's outputs for the window (no counting yet)."""

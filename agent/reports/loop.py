@@ -20,7 +20,7 @@ from agent.local.state import StateStore
 from agent.reports.drift import DriftWindows
 from agent.reports.reporter import Reporter
 from agent.reports.shadow import ShadowRunner
-from agent.serving.app import Feedback, PredictionEvent
+from agent.serving.events import Feedback, PredictionEvent
 from agent.serving.slots import Deployed
 from common.drift import ReferenceProfile
 from common.reports import Report, ReportAck

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 
 from agent.reports.shadow_child import ShadowProcess
-from agent.serving.app import Feedback, PredictionEvent
+from agent.serving.events import Feedback, PredictionEvent
 from common.reports import LatencyQuantiles, ShadowMetrics
 
 log = logging.getLogger("tether.agent.shadow")

@@ -21,7 +21,6 @@ import math
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, Response, request
@@ -29,6 +28,7 @@ from werkzeug.exceptions import HTTPException
 
 from agent.errors import AgentError
 from agent.serving import json_body
+from agent.serving.events import Feedback, PredictionEvent
 from agent.serving.runtime import (
     DEFAULT_MAX_ROWS,
     BatchTooLarge,
@@ -47,36 +47,12 @@ from agent.serving.server import InferenceServer, error_body
 from agent.serving.slots import Deployed, ModelSlots
 from common.version import package_version
 
-__all__ = ["Feedback", "InferenceServer", "PredictionEvent", "create_inference_app"]
+__all__ = ["InferenceServer", "create_inference_app"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 _REQUEST_ID_MAX = 128
-
-
-@dataclass(frozen=True)
-class PredictionEvent:
-    """One successful prediction, handed to the `on_prediction` hook after the response."""
-
-    model: str
-    version: int
-    request_id: str
-    rows: list[dict[str, Any]]
-    prediction: Prediction
-    latency_seconds: float
-    deployed: Deployed
-
-
-@dataclass(frozen=True)
-class Feedback:
-    """Ground truth for an earlier request (and, for a batch, one row of it)."""
-
-    model: str
-    request_id: str
-    label: Any
-    index: int | None = None
-    received_at: float = field(default_factory=time.time)
 
 
 class HttpError(AgentError):

@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agent.local.datadir import STATE_FILE, artifacts_dir
 from agent.serving.runtime import (
     DEFAULT_MAX_ROWS,
     LoadedModel,
@@ -38,9 +39,6 @@ from agent.serving.runtime import (
 from agent.serving.slots import Deployed, ModelSlots
 from common.digests import DigestMismatch, verify_file
 from common.schemas import Feature
-
-STATE_FILE = "state.json"
-ARTIFACTS_DIR = Path("artifacts") / "sha256"
 
 
 class LocalModels:
@@ -118,7 +116,7 @@ class LocalModels:
         return applied
 
     def _load(self, name: str, entry: dict[str, Any]) -> LoadedModel:
-        path = self.data_dir / ARTIFACTS_DIR / entry["sha256"]
+        path = artifacts_dir(self.data_dir) / "sha256" / entry["sha256"]
         try:
             verify_file(path, sha256=entry["sha256"], size=entry["size"])
         except FileNotFoundError as exc:

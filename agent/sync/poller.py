@@ -28,14 +28,13 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from agent.local.state import StateStore
+from agent.local.state import StateStore, heartbeat_of
 from agent.local.trust import due_for_refresh, expired
 from agent.settings import AgentSettings
 from agent.sync.client import ControlPlaneClient, ManifestUpdate, Rejected, Unreachable
 from agent.sync.reconciler import ManifestRefused, Outcome, Reconciler
 from common.clock import utcnow
 from common.schemas import Heartbeat, Manifest
-from common.version import package_version
 
 log = logging.getLogger("tether.agent.poller")
 
@@ -197,14 +196,7 @@ class Poller:
 
     def build_heartbeat(self) -> Heartbeat:
         """Describe this agent's actual state for the control plane."""
-        state = self.state.load()
-        return Heartbeat(
-            agent_version=package_version(),
-            hostname=self.hostname,
-            labels=self.labels,
-            applied_revision=state.applied.revision if state.applied else 0,
-            models=dict(state.actual),
-        )
+        return heartbeat_of(self.state.load(), self.hostname, self.labels)
 
     def heartbeat(self) -> bool:
         """Send a heartbeat now; return whether the control plane took it."""

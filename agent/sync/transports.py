@@ -1,4 +1,4 @@
-"""An httpx transport for artifact bodies: http.client reading straight into the caller's buffer.
+"""The agent's httpx transports: artifact bodies read into the caller's buffer, and offline.
 
 httpcore and h11 copy every body byte four times on its way to the caller (onto h11's buffer,
 two slices off it, then into `bytes`), and spend tens of microseconds of Python per socket read:
@@ -9,6 +9,9 @@ downloads only; API calls keep httpx's pooled connections.
 
 Errors are raised as httpx's own (ConnectError, ReadTimeout, ReadError...), so callers handle
 both transports alike.
+
+`OfflineTransport` is the client's transport on an agent with `mode = "offline"`: it refuses
+every request without touching the network.
 """
 
 from __future__ import annotations
@@ -138,3 +141,14 @@ def goes_direct(url: str) -> bool:
         return True
     bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]  # untyped
     return bool(bypass(parsed.host, proxies))
+
+
+class OfflineTransport(httpx.BaseTransport):
+    """Refuse every request without touching the network: the client of an offline agent."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(
+            'mode = "offline": this agent never connects; bring models with '
+            "`tether agent import-bundle`",
+            request=request,
+        )

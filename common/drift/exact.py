@@ -64,8 +64,3 @@ def expansion(value: Fraction) -> list[float]:
 def value_of(terms: Sequence[float]) -> Fraction:
     """Return the exact value of a float expansion."""
     return sum((Fraction(t) for t in terms), Fraction(0))
-
-
-def add_terms(*expansions: Sequence[float]) -> list[float]:
-    """Return the canonical expansion of the exact sum of several expansions."""
-    return expansion(sum((value_of(t) for t in expansions), Fraction(0)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from common.cli_options import json_option
+from common.display import ago, when
 from common.schemas import (
     ActualModel,
     AgentModelStatus,
@@ -20,7 +21,7 @@ from control_plane.cli.options import (
     reason_option,
     with_client,
 )
-from control_plane.cli.output import ago, echo_json, echo_table, version_label, when
+from control_plane.cli.output import echo_json, echo_table, version_label
 
 
 @click.group()

@@ -11,10 +11,11 @@ from typing import Any
 import click
 
 from common.cli_options import json_option
+from common.display import when
 from common.schemas import ModelDetail, ModelVersion
 from control_plane.cli.client import OperatorClient
 from control_plane.cli.options import JsonValue, name_argument, with_client
-from control_plane.cli.output import echo_json, echo_table, size, version_label, when
+from control_plane.cli.output import echo_json, echo_table, size, version_label
 from control_plane.cli.provenance import (
     InputExampleError,
     code_revision,

@@ -7,10 +7,11 @@ from pathlib import Path
 import click
 
 from common.cli_options import json_option
+from common.display import when
 from common.policy import EVENT_KINDS
 from control_plane.cli.client import OperatorClient
 from control_plane.cli.options import name_argument, with_client
-from control_plane.cli.output import echo_json, echo_table, when
+from control_plane.cli.output import echo_json, echo_table
 
 
 @click.group()

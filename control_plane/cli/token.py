@@ -5,9 +5,10 @@ from __future__ import annotations
 import click
 
 from common.cli_options import json_option
+from common.display import when
 from control_plane.cli.client import OperatorClient
 from control_plane.cli.options import name_check, with_client
-from control_plane.cli.output import echo_json, echo_table, when
+from control_plane.cli.output import echo_json, echo_table
 
 
 @click.group()

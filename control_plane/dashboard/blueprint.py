@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from flask import Blueprint, Response, render_template
 from werkzeug.exceptions import HTTPException
 
+from common.display import ago
 from control_plane.dashboard.auth import csrf_token, current_principal, is_admin
 from control_plane.errors import answer_for
 from control_plane.store.errors import RevisionMismatch
@@ -45,18 +46,7 @@ def _template_context() -> dict[str, object]:
     return {"principal": current_principal(), "is_admin": is_admin, "csrf_token": csrf_token}
 
 
-@bp.app_template_filter("ago")
-def ago(moment: datetime | None) -> str:
-    """Say how long ago `moment` was, coarsely."""
-    if moment is None:
-        return "never"
-    seconds = (datetime.now(UTC) - moment).total_seconds()
-    if seconds < 0:
-        return "just now"
-    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
-        if seconds >= size:
-            return f"{int(seconds // size)} {unit} ago"
-    return f"{int(seconds)} s ago"
+bp.add_app_template_filter(ago, "ago")
 
 
 @bp.app_template_filter("when")

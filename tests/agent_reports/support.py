@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.serving.app import PredictionEvent
+from agent.serving.events import PredictionEvent
 from agent.serving.slots import Deployed
 
 

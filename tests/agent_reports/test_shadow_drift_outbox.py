@@ -12,7 +12,7 @@ from agent.local.outbox import Outbox
 from agent.reports.drift import DriftWindows
 from agent.reports.reporter import Reporter
 from agent.reports.shadow import ShadowRunner
-from agent.serving.app import Feedback
+from agent.serving.events import Feedback
 from agent.serving.slots import Deployed
 from common.drift import build_profile
 from common.reports import ReportAck

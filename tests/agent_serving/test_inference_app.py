@@ -10,7 +10,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from agent.serving.app import PredictionEvent, create_inference_app
+from agent.serving.app import create_inference_app
+from agent.serving.events import PredictionEvent
 from agent.serving.slots import Deployed, ModelSlots
 from tests.agent_serving.conftest import MAX_ROWS
 from tests.agent_serving.support import assert_error, diabetes_frame, wrap

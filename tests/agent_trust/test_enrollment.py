@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agent.local.trust import AGENT_KEY_FILE, TRUST_FILE, TrustStore, load_agent_key
+from agent.local.datadir import AGENT_KEY_FILE, TRUST_FILE
+from agent.local.trust import TrustStore, load_agent_key
 from common.cli import cli
 from common.signing import describe
 from tests.agent.conftest import URL, desire

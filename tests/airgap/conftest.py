@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.airgap.bundle import ImportResult, import_bundle
+from agent.airgap.bundle import ImportResult, import_bundle_file
 from agent.daemon import AgentDaemon
 from agent.local.state import StateStore
 from agent.local.trust import TrustStore
@@ -41,7 +41,7 @@ class Site:
     agent_id: str
 
     def apply(self, bundle: Path) -> ImportResult:
-        return import_bundle(bundle, self.settings)
+        return import_bundle_file(bundle, self.settings)
 
     def serving(self) -> dict[str, int]:
         """Start the agent as it would after the import (offline) and list what it serves."""

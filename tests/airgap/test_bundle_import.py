@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agent.airgap.bundle import AgentRunning, BundleRefused, import_bundle
+from agent.airgap.bundle import AgentRunning, BundleRefused, import_bundle_file
 from agent.local.state import StateStore
 from common.cli import cli
 from tests.agent.conftest import desire
@@ -305,7 +305,7 @@ def test_the_direct_import_refuses_while_the_agent_runs(at_v1: Site, bundle_of):
     daemon.start()
     try:
         with pytest.raises(AgentRunning, match="is running on") as refused:
-            import_bundle(bundle_of(), at_v1.settings)
+            import_bundle_file(bundle_of(), at_v1.settings)
         assert refused.value.pid == os.getpid()  # the agent runs in this test's process
     finally:
         daemon.stop(timeout=2)

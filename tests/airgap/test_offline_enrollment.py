@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from agent.airgap.exports import ProvisionFile
+from agent.airgap.provision import ProvisionFile
 from agent.local.trust import TrustStore, load_agent_key
 from common.cli import cli
 from common.signing import describe

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.airgap.exports import OfflineError, export_reports, import_ack
+from agent.airgap.exports import OfflineError, apply_ack_file, write_report_export
 from agent.local.outbox import Outbox
 from agent.local.state import StateStore
 from agent.local.trust import TrustStore, save_agent_key
@@ -65,7 +65,7 @@ def imported(api, export_file: Path) -> dict:
 
 def test_the_export_is_signed_by_the_agent_and_leaves_the_outbox_alone(site, tmp_path):
     out = tmp_path / "reports.json"
-    exported = export_reports(site.data_dir, out, "test")
+    exported = write_report_export(site.data_dir, out)
     export = ReportExport.model_validate_json(out.read_text())
     assert [r.id for r in export.reports] == [r.id for r in site.reports]
     assert export.heartbeats and export.heartbeats[-1].hostname == "serving-1"
@@ -80,25 +80,25 @@ def test_the_export_is_signed_by_the_agent_and_leaves_the_outbox_alone(site, tmp
 
 def test_a_genuine_ack_clears_what_it_names_once(api, site, tmp_path):
     out = tmp_path / "reports.json"
-    export_reports(site.data_dir, out, "test")
+    write_report_export(site.data_dir, out)
     ack_file = tmp_path / "ack.json"
     ack_file.write_text(json.dumps(imported(api, out)))
     late = Report.model_validate(shadow_report("wine", 1, 2, shadowed=1, agreed=1))
     site.outbox_put([late])  # arrived after the export: stays
-    applied = import_ack(site.data_dir, ack_file)
+    applied = apply_ack_file(site.data_dir, ack_file)
     assert (applied.removed, applied.remaining) == (4, 1)
-    assert import_ack(site.data_dir, ack_file).removed == 0
+    assert apply_ack_file(site.data_dir, ack_file).removed == 0
 
 
 def test_a_forged_ack_clears_nothing(api, site, tmp_path):
     out = tmp_path / "reports.json"
-    export_reports(site.data_dir, out, "test")
+    write_report_export(site.data_dir, out)
     body = imported(api, out)
     body["acknowledged"].append("f" * 32)  # altered after signing
     forged = tmp_path / "forged.json"
     forged.write_text(json.dumps(body))
     with pytest.raises(OfflineError, match="nothing cleared"):
-        import_ack(site.data_dir, forged)
+        apply_ack_file(site.data_dir, forged)
     assert site.depth() == 4
 
 
@@ -114,7 +114,7 @@ def test_an_ack_signed_by_another_key_clears_nothing(site, tmp_path):
     path = tmp_path / "stranger.json"
     path.write_text(ack.model_dump_json())
     with pytest.raises(OfflineError, match="untrusted key"):
-        import_ack(site.data_dir, path)
+        apply_ack_file(site.data_dir, path)
     assert site.depth() == 4
 
 
@@ -122,11 +122,11 @@ def test_another_agents_genuine_ack_clears_nothing(api, env, site, tmp_path):
     other = OfflineSite(api, env, tmp_path / "other", count=1)
     other.outbox_put(site.reports)  # even naming the same report ids
     out = tmp_path / "other.json"
-    export_reports(other.data_dir, out, "test")
+    write_report_export(other.data_dir, out)
     ack = tmp_path / "other-ack.json"
     ack.write_text(json.dumps(imported(api, out)))
     with pytest.raises(OfflineError, match=f"this is {site.agent_id}"):
-        import_ack(site.data_dir, ack)
+        apply_ack_file(site.data_dir, ack)
     assert site.depth() == 4
 
 

@@ -51,6 +51,11 @@ def test_the_contracts_are_kept():
         ("control_plane/fleet.py", "agent.settings", "control_plane and agent never import"),
         ("agent/daemon.py", "control_plane.settings", "control_plane and agent never import"),
         ("common/names.py", "control_plane.settings", "common is shared by both sides"),
+        ("control_plane/store/db.py", "control_plane.api.models", "control plane: HTTP above"),
+        ("control_plane/desired.py", "control_plane.context", "control plane: HTTP above"),
+        ("agent/local/state.py", "agent.sync.client", "agent: commands above the daemon"),
+        ("agent/sync/poller.py", "agent.reports.loop", "agent: commands above the daemon"),
+        ("agent/serving/app.py", "agent.daemon", "agent: commands above the daemon"),
     ],
 )
 def test_a_forbidden_import_breaks_a_contract(

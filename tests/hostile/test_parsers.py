@@ -230,7 +230,7 @@ def hostile_bundle(entries) -> bytes:
 
 
 def read_bundle(raw: bytes, cache: ArtifactCache) -> dict[str, tarfile.TarInfo]:
-    """Run the agent's checks of a bundle, as import_bundle does, up to its first byte read."""
+    """Run the agent's checks of a bundle, as import_bundle_file does, up to its first byte read."""
     handle = io.BytesIO(raw)
     scan_headers(handle)
     handle.seek(0)
