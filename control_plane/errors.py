@@ -21,7 +21,12 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from common.names import InvalidName
-from control_plane.store.errors import RecordMissing, RevisionMismatch, StateConflict
+from control_plane.store.errors import (
+    InvalidChange,
+    RecordMissing,
+    RevisionMismatch,
+    StateConflict,
+)
 
 
 class ApiError(Exception):
@@ -102,6 +107,7 @@ _HTTP_CODES = {
 # What the layers below HTTP refuse, and the status each refusal is answered with.
 DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     InvalidName: (422, "invalid_name"),
+    InvalidChange: (422, "invalid"),
     RecordMissing: (404, "not_found"),
     RevisionMismatch: (412, "stale_revision"),
     StateConflict: (409, "conflict"),
@@ -124,10 +130,7 @@ def answer_for(error: Exception) -> ErrorAnswer:
         return ErrorAnswer(error.status, error.code, error.message, error.details)
     for kind, (status, code) in DOMAIN_ERRORS.items():
         if isinstance(error, kind):
-            details = (
-                {"current_revision": error.current} if isinstance(error, RevisionMismatch) else None
-            )
-            return ErrorAnswer(status, code, str(error), details)
+            return ErrorAnswer(status, code, str(error), getattr(error, "details", None))
     if isinstance(error, HTTPException):
         status = error.code or 500
         return ErrorAnswer(

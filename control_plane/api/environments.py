@@ -11,7 +11,6 @@ from common.clock import utcnow
 from common.names import check_name
 from common.schemas import (
     MAX_INTEGER,
-    SHADOW_DIFFERS,
     ActionReason,
     DesiredModelUpdate,
     DesiredState,
@@ -25,7 +24,8 @@ from control_plane import desired as decide
 from control_plane.api.routing import operation, parse_body, parse_query
 from control_plane.auth import ADMIN, READERS
 from control_plane.context import get_store, settings
-from control_plane.errors import BadRequest, NotFound, Unprocessable
+from control_plane.desired import check_environment, check_model_action, check_update
+from control_plane.errors import BadRequest, NotFound
 from control_plane.fleet import environment_status
 from control_plane.store.environments import Change
 
@@ -73,7 +73,7 @@ def list_environments():
 @operation(bp, "/environments/<env>", roles=READERS, tag=TAG, response=Environment, errors=(404,))
 def show_environment(env: str):
     """Show one environment."""
-    found = get_store().environments.get(_existing(env))
+    found = get_store().environments.get(check_environment(get_store(), env))
     return found.model_dump(mode="json") if found else None
 
 
@@ -91,7 +91,7 @@ def show_environment(env: str):
 )
 def show_desired(env: str):
     """Show the desired state: which version, and which shadow, each model should run."""
-    state = get_store().environments.desired(_existing(env))
+    state = get_store().environments.desired(check_environment(get_store(), env))
     assert state is not None
     return _with_etag(state)
 
@@ -109,29 +109,11 @@ def show_desired(env: str):
 )
 def set_desired(env: str, model: str):
     """Set the version (and optional shadow) a model should serve in an environment."""
-    _existing(env)
+    check_environment(get_store(), env)
     check_name(model, "model name")
     body = parse_body(DesiredModelUpdate)
-    check_desired_update(model, body)
+    check_update(get_store(), model, body)
     return _change(env, model, decide.set_entry(body.version, body.shadow), "set", body.reason)
-
-
-def check_desired_update(model: str, body: DesiredModelUpdate) -> None:
-    """Refuse an update naming the same shadow as version (422) or a missing version (404)."""
-    if body.shadow is not None and body.shadow == body.version:
-        raise Unprocessable(
-            SHADOW_DIFFERS,
-            details=[{"field": "shadow", "message": "equals version"}],
-        )
-    wanted = [body.version] + ([body.shadow] if body.shadow is not None else [])
-    if not get_store().registry.model_exists(model):
-        raise NotFound(f"model {model!r} not found")
-    missing = sorted(set(wanted) - get_store().registry.existing_versions(model, wanted))
-    if missing:
-        raise NotFound(
-            f"model {model!r} has no version {', '.join(map(str, missing))}",
-            details={"missing_versions": missing},
-        )
 
 
 @operation(
@@ -146,7 +128,7 @@ def check_desired_update(model: str, body: DesiredModelUpdate) -> None:
 )
 def unset_desired(env: str, model: str):
     """Stop deploying a model in an environment."""
-    _existing(env)
+    check_environment(get_store(), env)
     check_name(model, "model name")
     state = get_store().environments.desired(env)
     if state is None or model not in state.models:
@@ -168,7 +150,7 @@ def unset_desired(env: str, model: str):
 )
 def promote(env: str, model: str):
     """Promote the shadow version to primary."""
-    check_model_action(env, model)
+    check_model_action(get_store(), env, model)
     body = parse_body(ActionReason)
     return _change(env, model, decide.promote, "promote", body.reason)
 
@@ -186,7 +168,7 @@ def promote(env: str, model: str):
 )
 def rollback(env: str, model: str):
     """Restore the previous primary version."""
-    check_model_action(env, model)
+    check_model_action(get_store(), env, model)
     body = parse_body(ActionReason)
     return _change(env, model, decide.rollback, "rollback", body.reason)
 
@@ -202,7 +184,7 @@ def rollback(env: str, model: str):
 )
 def history(env: str):
     """List the audit log of desired-state changes, newest first."""
-    _existing(env)
+    check_environment(get_store(), env)
     query = parse_query(HistoryQuery)
     entries = get_store().environments.history(env, limit=query.limit, before_id=query.before)
     return History(environment=env, entries=entries).model_dump(mode="json")
@@ -219,25 +201,10 @@ def history(env: str):
 def status(env: str):
     """Show each agent's actual state against the desired state: converged, lagging or stale."""
     store = get_store()
-    state = store.environments.desired(_existing(env))
+    state = store.environments.desired(check_environment(get_store(), env))
     assert state is not None
     report = environment_status(state, store.agents.list(env), utcnow(), settings().stale_after)
     return report.model_dump(mode="json")
-
-
-def _existing(env: str) -> str:
-    check_name(env, "environment name")
-    if get_store().environments.revision(env) is None:
-        raise NotFound(f"environment {env!r} not found")
-    return env
-
-
-def check_model_action(env: str, model: str) -> None:
-    """Refuse an action on an unknown environment or model (404) or a bad name (422)."""
-    _existing(env)
-    check_name(model, "model name")
-    if not get_store().registry.model_exists(model):
-        raise NotFound(f"model {model!r} not found")
 
 
 def _change(env: str, model: str, change: Change, action: str, reason: str) -> Response:

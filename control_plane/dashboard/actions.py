@@ -2,8 +2,9 @@
 
 Each action takes two posts: the first shows what will change and asks for confirmation, the
 second applies it, guarded by the revision that was shown (a change in between refuses, 412).
-The checks are the REST API's own (`check_model_action`, `check_desired_update`), the change is
-the same store call with the same decision, and it lands in the audit log with the reason.
+The checks are the REST API's own (`desired.check_model_action`, `desired.check_update`), the
+change is the same store call with the same decision, and it lands in the audit log with the
+reason.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from pydantic import ValidationError
 
 from common.schemas import ActionReason, DesiredModelUpdate
 from control_plane import desired as decide
-from control_plane.api.environments import check_desired_update, check_model_action
 from control_plane.context import get_store
 from control_plane.dashboard.auth import admin_action
 from control_plane.dashboard.blueprint import bp
 from control_plane.dashboard.environment import previous_primary
+from control_plane.desired import check_model_action, check_update
 from control_plane.errors import Unprocessable, invalid_input
 from control_plane.store.environments import Change
 
@@ -37,7 +38,7 @@ def change(env: str):  # type: ignore[no-untyped-def]
     if action not in ACTIONS:
         abort(400, f"Unknown action {action!r}.")
     model = form.get("model", "").strip()
-    check_model_action(env, model)
+    check_model_action(get_store(), env, model)
     reason = form.get("reason", "").strip()
     decision, fields = _decision(action, model, form, reason)
     if not reason:
@@ -96,7 +97,7 @@ def _decision(action: str, model: str, form: Any, reason: str) -> tuple[Change, 
                     "reason": reason,
                 }
             )
-            check_desired_update(model, body)
+            check_update(get_store(), model, body)
             return decide.set_entry(body.version, body.shadow), {
                 "version": body.version,
                 "shadow": body.shadow if body.shadow is not None else "",
