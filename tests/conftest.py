@@ -14,6 +14,9 @@ from control_plane.app import create_app
 from tests.support.api import Api
 from tests.support.models import train_wine
 
+# Fixtures several suites share, registered once (never imported into a conftest).
+pytest_plugins = ["tests.support.agent_world"]
+
 
 @pytest.fixture
 def app(tmp_path: Path):

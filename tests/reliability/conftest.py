@@ -21,16 +21,6 @@ from agent.local.trust import TrustStore
 from agent.sync.client import ControlPlaneClient
 from common.clock import utcnow
 from common.schemas import EnrollRequest
-from tests.agent.conftest import (  # noqa: F401 - fixtures of the in-process agent tests
-    enrolled,
-    env,
-    make_agent,
-    push,
-    transport,
-    wine_example,
-    wine_v2_bytes,
-)
-from tests.agent_trust.test_refusals import serving  # noqa: F401 - a fixture, as above
 from tests.support.admin import Admin
 from tests.support.agent_process import AgentProcess
 from tests.support.faulty_proxy import FaultyProxy

@@ -4,7 +4,7 @@ Behaviour (docs/reliability.md, "Clock skew"): a manifest is refused once the ag
 past `expires_at` + `clock_skew` (setting, default 300 s); `issued_at` is not checked, so a
 slow clock accepts a manifest "from the future". A refused manifest changes nothing that serves,
 and the refusal is reported; a restart serves the last applied models whatever the clock says.
-Expiry refusals with a forged `expires_at` are in tests/agent_trust/test_refusals.py.
+Expiry refusals with a forged `expires_at` are in tests/agent/trust/test_refusals.py.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import pytest
 from agent.sync.reconciler import ManifestRefused
 from common.clock import utcnow
 from common.schemas import SignedManifest
-from tests.agent.conftest import desire
-from tests.agent_trust.test_refusals import served
+from tests.support.agent_world import desire, served
 
 
 def signed_now(api, agent) -> SignedManifest:

@@ -1,0 +1,3 @@
+"""Fixtures: a hand to sign manifests as anyone (the agent fixtures come from tests/support)."""
+
+from __future__ import annotations
