@@ -20,9 +20,9 @@ from agent.sync.client import ControlPlaneClient
 from common.clock import utcnow
 from common.schemas import EnrollRequest
 from tests.agent.slow_model import SlowRegressor
-from tests.support.admin import ROWS, Admin
 from tests.support.agent_process import AgentProcess, eventually
 from tests.support.models import train_wine
+from tests.support.operator import ROWS, Operator
 from tests.support.processes import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -45,14 +45,14 @@ def shared_server(tmp_path_factory):
         yield server
 
 
-def new_agent(tmp_path: Path, admin: Admin, env: str) -> AgentProcess:
+def new_agent(tmp_path: Path, admin: Operator, env: str) -> AgentProcess:
     agent = AgentProcess(tmp_path / f"agent-{env}")
     agent.enroll(admin.server.url, env, admin.enrollment_token(env))
     return agent
 
 
 def test_desired_state_changes_and_the_agent_converges(shared_server, tmp_path, versions):
-    admin = Admin(shared_server)
+    admin = Operator.of(shared_server)
     admin.environment("converge")
     admin.push("wine", versions[0])
     admin.push("wine", versions[1])
@@ -67,7 +67,7 @@ def test_desired_state_changes_and_the_agent_converges(shared_server, tmp_path, 
 
 
 def test_wrong_bytes_are_refused_and_the_old_model_keeps_serving(shared_server, tmp_path, versions):
-    admin = Admin(shared_server)
+    admin = Operator.of(shared_server)
     admin.environment("tamper")
     admin.push("wine", versions[0])
     bad = admin.push("wine", model_bytes(0.05))
@@ -95,7 +95,7 @@ def test_control_plane_outage_and_restart_serve_from_the_cache(tmp_path, version
     """Stopped control plane: the agent serves on; restarted offline, it serves from its cache;
     with the control plane back, it converges on what changed meanwhile."""
     server = ServerProcess(tmp_path / "cp").start()
-    admin = Admin(server)
+    admin = Operator.of(server)
     try:
         admin.environment("outage")
         admin.push("wine", versions[0])
@@ -116,7 +116,7 @@ def test_control_plane_outage_and_restart_serve_from_the_cache(tmp_path, version
         assert "restored from the cache" in agent.log()
 
         server = ServerProcess(server.data_dir, port=server.port).start()
-        admin = Admin(server)
+        admin = Operator.of(server)
         second = admin.desire("outage", "wine", 2)
         eventually(lambda: admin.converged("outage", second, agents=1))
         assert agent.serving_version("wine", ROWS) == 2
@@ -126,7 +126,7 @@ def test_control_plane_outage_and_restart_serve_from_the_cache(tmp_path, version
 
 
 def test_sigterm_during_a_request_finishes_it(shared_server, tmp_path):
-    admin = Admin(shared_server)
+    admin = Operator.of(shared_server)
     admin.environment("slow")
     buffer = io.BytesIO()
     joblib.dump(SlowRegressor(), buffer)
@@ -152,7 +152,7 @@ def test_sigterm_during_a_request_finishes_it(shared_server, tmp_path):
 
 def test_twenty_agents_reach_the_new_revision(shared_server, tmp_path, versions):
     """Twenty real agents (each its own daemon, client and cache) in one test process."""
-    admin = Admin(shared_server)
+    admin = Operator.of(shared_server)
     admin.environment("fleet")
     admin.push("fleet-model", versions[0])
     admin.push("fleet-model", versions[1])

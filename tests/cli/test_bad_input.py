@@ -203,8 +203,8 @@ def world(tmp_path_factory, wine_model_bytes):
     app = create_app({"data_dir": tmp_path_factory.mktemp("bad-input") / "control-plane"})
     admin_token = app.extensions["tether"].new_admin_token
     api = Api(app.test_client(), admin_token)
-    api.push_ok("wine", wine_model_bytes)
-    api.push_ok("wine", wine_model_bytes)
+    api.operator.push("wine", wine_model_bytes)
+    api.operator.push("wine", wine_model_bytes)
     api.create_env("staging")
     assert api.set_desired("staging", "wine", 1).status_code == 200
     tokens = {"viewer": api.create_token("viewer"), "wrong": "tether_admin_not-a-real-token"}

@@ -11,7 +11,7 @@ import pytest
 def wine(api, wine_model_bytes) -> None:
     """Three versions of wine in the registry."""
     for _ in range(3):
-        api.push_ok("wine", wine_model_bytes)
+        api.operator.push("wine", wine_model_bytes)
 
 
 def rows(output: str) -> list[list[str]]:

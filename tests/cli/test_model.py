@@ -149,9 +149,9 @@ def test_push_for_people(tether, tmp_path, monkeypatch, wine_model_file):
 
 def test_list_and_show(tether, api, wine_model_bytes):
     assert "No models yet" in tether.run("model", "list", ok=True).stdout
-    api.push_ok("wine", wine_model_bytes, {"input_schema": [{"name": "alcohol"}]})
-    api.push_ok("wine", wine_model_bytes)
-    api.push_ok("iris", wine_model_bytes)
+    api.operator.push("wine", wine_model_bytes, {"input_schema": [{"name": "alcohol"}]})
+    api.operator.push("wine", wine_model_bytes)
+    api.operator.push("iris", wine_model_bytes)
     api.create_env("staging")
     api.set_desired("staging", "wine", 1, 2)
 

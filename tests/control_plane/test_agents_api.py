@@ -18,8 +18,8 @@ from tests.support.api import Api, assert_error
 @pytest.fixture
 def world(api: Api, wine_model_bytes: bytes) -> Api:
     api.create_env("production")
-    api.push_ok("wine", wine_model_bytes, {"input_example": [{"alcohol": 13.0}]})
-    api.push_ok("wine", wine_model_bytes + b"2")
+    api.operator.push("wine", wine_model_bytes, {"input_example": [{"alcohol": 13.0}]})
+    api.operator.push("wine", wine_model_bytes + b"2")
     api.set_desired("production", "wine", 1, 2)
     return api
 

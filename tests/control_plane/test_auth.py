@@ -14,7 +14,7 @@ from tests.support.api import Api, assert_error
 def world(api: Api, wine_model_bytes: bytes) -> Api:
     api.create_env("production")
     api.create_env("staging")
-    api.push_ok("wine", wine_model_bytes)
+    api.operator.push("wine", wine_model_bytes)
     api.set_desired("production", "wine", 1)
     return api
 
@@ -63,7 +63,7 @@ def test_agent_token_reads_only_its_own_manifest(world: Api):
 
 
 def test_agent_downloads_only_what_its_environment_wants(world: Api, wine_model_bytes: bytes):
-    world.push_ok("wine", wine_model_bytes + b"v2")
+    world.operator.push("wine", wine_model_bytes + b"v2")
     agent = world.enroll("production")
     assert (
         world.get("/api/v1/models/wine/versions/1/artifact", token=agent["token"]).status_code
@@ -197,7 +197,7 @@ def test_only_admins_revoke_tokens(world: Api, role):
 def test_an_agent_cannot_tell_what_exists_outside_its_environment(world: Api, kind: str):
     # staging wants nothing: to its agent, wine v1 (which exists) looks like ghost v1 (which
     # does not), and production's agent sees wine v2 (not wanted) as it sees wine v9.
-    world.push_ok("wine", b"not wanted" * 10)
+    world.operator.push("wine", b"not wanted" * 10)
     staging, production = world.enroll("staging"), world.enroll("production")
 
     def answer(agent: dict, model: str, version: int) -> tuple[int, dict]:

@@ -15,8 +15,8 @@ BAD_NAMES = ["..", ".hidden", "x" * 65, "has space", "Upper", "caf\u00e9", "-das
 @pytest.fixture
 def world(api: Api, wine_model_bytes: bytes) -> Api:
     api.create_env("production")
-    api.push_ok("wine", wine_model_bytes)
-    api.push_ok("wine", wine_model_bytes)
+    api.operator.push("wine", wine_model_bytes)
+    api.operator.push("wine", wine_model_bytes)
     api.set_desired("production", "wine", 1)
     return api
 

@@ -12,7 +12,7 @@ def deployed(api: Api, wine_model_bytes: bytes) -> Api:
     """An environment `production` with wine versions 1-3 registered and nothing deployed."""
     api.create_env("production")
     for _ in range(3):
-        api.push_ok("wine", wine_model_bytes)
+        api.operator.push("wine", wine_model_bytes)
     return api
 
 

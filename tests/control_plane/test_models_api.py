@@ -14,10 +14,10 @@ def stored_files(app) -> list[Path]:
 
 
 def test_push_registers_numbered_versions_with_digest(api: Api, wine_model_bytes: bytes):
-    first = api.push_ok(
+    first = api.operator.push(
         "wine", wine_model_bytes, {"metrics": {"accuracy": 0.97}, "tags": {"team": "a"}}
     )
-    second = api.push_ok("wine", wine_model_bytes + b"\0", {"format": "joblib"})
+    second = api.operator.push("wine", wine_model_bytes + b"\0", {"format": "joblib"})
     assert (first["version"], second["version"]) == (1, 2)
     assert first["artifact"] == {
         "sha256": hashlib.sha256(wine_model_bytes).hexdigest(),
@@ -29,9 +29,9 @@ def test_push_registers_numbered_versions_with_digest(api: Api, wine_model_bytes
 
 
 def test_list_and_show_models(api: Api, wine_model_bytes: bytes):
-    api.push_ok("wine", wine_model_bytes)
-    api.push_ok("wine", wine_model_bytes)
-    api.push_ok("iris", wine_model_bytes)
+    api.operator.push("wine", wine_model_bytes)
+    api.operator.push("wine", wine_model_bytes)
+    api.operator.push("iris", wine_model_bytes)
     listing = api.get("/api/v1/models").get_json()["models"]
     assert [(m["name"], m["latest_version"], m["version_count"]) for m in listing] == [
         ("iris", 1, 1),
@@ -46,8 +46,8 @@ def test_list_and_show_models(api: Api, wine_model_bytes: bytes):
 
 
 def test_show_model_lists_where_it_is_deployed(api: Api, wine_model_bytes: bytes):
-    api.push_ok("wine", wine_model_bytes)
-    api.push_ok("wine", wine_model_bytes)
+    api.operator.push("wine", wine_model_bytes)
+    api.operator.push("wine", wine_model_bytes)
     api.create_env("staging")
     assert api.set_desired("staging", "wine", 2, 1).status_code == 200
     detail = api.get("/api/v1/models/wine").get_json()
@@ -56,17 +56,17 @@ def test_show_model_lists_where_it_is_deployed(api: Api, wine_model_bytes: bytes
 
 def test_versions_are_never_reused(api: Api, wine_model_bytes: bytes):
     for expected in range(1, 4):
-        assert api.push_ok("wine", wine_model_bytes)["version"] == expected
+        assert api.operator.push("wine", wine_model_bytes)["version"] == expected
 
 
 def test_same_bytes_are_stored_once(app, api: Api, wine_model_bytes: bytes):
-    api.push_ok("wine", wine_model_bytes)
-    api.push_ok("other", wine_model_bytes)
+    api.operator.push("wine", wine_model_bytes)
+    api.operator.push("other", wine_model_bytes)
     assert len([p for p in stored_files(app) if p.parent.name == "sha256"]) == 1
 
 
 def test_patch_changes_tags_and_description_only(api: Api, wine_model_bytes: bytes):
-    api.push_ok("wine", wine_model_bytes, {"tags": {"stage": "dev"}})
+    api.operator.push("wine", wine_model_bytes, {"tags": {"stage": "dev"}})
     response = api.send(
         "PATCH", "/api/v1/models/wine/versions/1", {"tags": {"stage": "prod"}, "description": "ok"}
     )
@@ -77,7 +77,7 @@ def test_patch_changes_tags_and_description_only(api: Api, wine_model_bytes: byt
 
 
 def test_artifact_download_honours_etag_and_range(api: Api, wine_model_bytes: bytes):
-    digest = api.push_ok("wine", wine_model_bytes)["artifact"]["sha256"]
+    digest = api.operator.push("wine", wine_model_bytes)["artifact"]["sha256"]
     full = api.get("/api/v1/models/wine/versions/1/artifact")
     assert full.status_code == 200
     assert full.data == wine_model_bytes

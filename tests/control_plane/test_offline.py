@@ -20,8 +20,8 @@ from tests.support.reports import shadow_report
 @pytest.fixture
 def world(api: Api, wine_model_bytes: bytes) -> Api:
     api.create_env("edge")
-    api.push_ok("wine", wine_model_bytes)
-    api.push_ok("wine", wine_model_bytes + b"shadow")
+    api.operator.push("wine", wine_model_bytes)
+    api.operator.push("wine", wine_model_bytes + b"shadow")
     api.set_desired("edge", "wine", 1, 2)
     return api
 

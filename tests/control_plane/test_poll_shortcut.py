@@ -13,8 +13,8 @@ from tests.support.api import Api, assert_error
 def world(api: Api, wine_model_bytes: bytes) -> Api:
     api.create_env("production")
     api.create_env("staging")
-    api.push_ok("wine", wine_model_bytes)
-    api.push_ok("wine", wine_model_bytes + b"2")
+    api.operator.push("wine", wine_model_bytes)
+    api.operator.push("wine", wine_model_bytes + b"2")
     api.set_desired("production", "wine", 1, 2)
     return api
 

@@ -35,7 +35,7 @@ def world(api: Api, wine_model_bytes: bytes, wine_profile) -> Api:
     )
     assert response.status_code == 201, response.get_json()
     assert response.get_json()["reference_profile"]["size"] > 0
-    api.push_ok("wine", wine_model_bytes + b"2")
+    api.operator.push("wine", wine_model_bytes + b"2")
     api.set_desired("production", "wine", 1, 2)
     return api
 
@@ -93,7 +93,7 @@ def test_fleet_drift_merges_agents_exactly(world: Api, wine_profile):
 def test_fleet_drift_says_why_there_is_no_figure(world: Api, wine_model_bytes: bytes):
     empty = world.get("/api/v1/environments/production/drift/wine").get_json()
     assert empty["report"] is None and "no drift windows" in empty["reason"]
-    world.push_ok("plain", wine_model_bytes)
+    world.operator.push("plain", wine_model_bytes)
     world.set_desired("production", "plain", 1)
     none = world.get("/api/v1/environments/production/drift/plain").get_json()
     assert "no reference profile" in none["reason"]

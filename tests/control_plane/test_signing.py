@@ -27,7 +27,7 @@ def test_first_start_creates_one_private_key(app):
 
 def test_rotation_is_followed_by_an_agent_that_trusted_the_old_key(app, api: Api, wine_model_bytes):
     api.create_env("production")
-    api.push_ok("wine", wine_model_bytes)
+    api.operator.push("wine", wine_model_bytes)
     api.set_desired("production", "wine", 1)
     agent = api.enroll("production")
     old = {key["key_id"]: PublicKey(**key) for key in agent["signing_keys"]}

@@ -32,8 +32,8 @@ def wine_profile():
 @pytest.fixture
 def world(api: Api, wine_model_bytes: bytes) -> Api:
     api.create_env("production")
-    api.push_ok("wine", wine_model_bytes)
-    api.push_ok("wine", wine_model_bytes + b"2")
+    api.operator.push("wine", wine_model_bytes)
+    api.operator.push("wine", wine_model_bytes + b"2")
     api.set_desired("production", "wine", 1, 2)
     assert api.send("PUT", "/api/v1/environments/production/policy", POLICY).status_code == 200
     return api

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,21 +38,6 @@ def sign_in(client: Any, token: str) -> Any:
     return client.post(
         "/login", data={"token": token, "csrf_token": csrf_of(form.get_data(as_text=True))}
     )
-
-
-def push_with_profile(api: Api, model: str, artifact: bytes, profile: ReferenceProfile, **meta):
-    response = api.client.post(
-        f"/api/v1/models/{model}/versions",
-        data={
-            "artifact": (io.BytesIO(artifact), f"{model}.joblib"),
-            "metadata": json.dumps(meta),
-            "reference_profile": (io.BytesIO(profile.model_dump_json().encode()), "p.json"),
-        },
-        headers=api.headers(),
-        content_type="multipart/form-data",
-    )
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
 
 
 def heartbeat(api: Api, agent: dict, revision: int, models: dict[str, dict]) -> None:
@@ -106,17 +89,25 @@ def build_fleet(api: Api, wine_model_bytes: bytes, wine_profile: ReferenceProfil
     """
     api.create_env("production")
     api.create_env("staging")
-    push_with_profile(
-        api,
+    api.operator.push(
         "wine",
         wine_model_bytes,
-        wine_profile,
-        code_revision="3f2c9ab",
-        training_data_fingerprint="sha256:wine-2024-05",
-        metrics={"accuracy": 0.972},
-        tags={"team": "vision"},
+        {
+            "code_revision": "3f2c9ab",
+            "training_data_fingerprint": "sha256:wine-2024-05",
+            "metrics": {"accuracy": 0.972},
+            "tags": {"team": "vision"},
+        },
+        profile=wine_profile,
+        filename="wine.joblib",
     )
-    push_with_profile(api, "wine", wine_model_bytes + b"2", wine_profile, code_revision="9d1e07c")
+    api.operator.push(
+        "wine",
+        wine_model_bytes + b"2",
+        {"code_revision": "9d1e07c"},
+        profile=wine_profile,
+        filename="wine.joblib",
+    )
     assert api.set_desired("production", "wine", 1).status_code == 200
     state = api.set_desired("production", "wine", 1, 2).get_json()
     revision = state["revision"]

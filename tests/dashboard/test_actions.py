@@ -19,8 +19,8 @@ ACTIONS = "/environments/production/actions"
 def deployed(api: Api, wine_model_bytes: bytes) -> Api:
     """Production runs wine v1 with v2 in shadow."""
     api.create_env("production")
-    api.push_ok("wine", wine_model_bytes)
-    api.push_ok("wine", wine_model_bytes + b"2")
+    api.operator.push("wine", wine_model_bytes)
+    api.operator.push("wine", wine_model_bytes + b"2")
     assert api.set_desired("production", "wine", 1, 2).status_code == 200
     return api
 

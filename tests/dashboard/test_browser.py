@@ -7,7 +7,6 @@ refresh the documentation's screenshots.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -20,6 +19,7 @@ import pytest
 
 from common.drift import ReferenceProfile
 from tests.support.models import wine_frame
+from tests.support.operator import Operator
 from tests.support.processes import ServerProcess
 from tests.support.reports import drift_report, shadow_report
 
@@ -67,53 +67,21 @@ def server(tmp_path_factory) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture
-def operator(server: ServerProcess) -> Iterator[Operator]:
-    with Operator(server) as client:
-        yield client
+def operator(server: ServerProcess) -> Iterator[BrowserWorld]:
+    world = BrowserWorld.of(server)
+    yield world
+    world.close()
 
 
-class Operator:
-    """The REST API and one simulated agent, over httpx, for what the browser does not do."""
+ZONE = {"zone": "eu-west-1a"}
 
-    def __init__(self, server: ServerProcess) -> None:
-        self.http = httpx.Client(
-            base_url=server.url, headers={"Authorization": f"Bearer {server.admin_token}"}
-        )
 
-    def __enter__(self) -> Operator:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.http.close()
+class BrowserWorld(Operator):
+    """The operator's helper, plus one simulated agent, for what the browser does not do."""
 
     def ok(self, response: httpx.Response) -> dict:
         assert response.is_success, (response.status_code, response.text)
         return response.json()
-
-    def push(self, model: str, artifact: bytes, profile: ReferenceProfile, meta: dict) -> None:
-        self.ok(
-            self.http.post(
-                f"/api/v1/models/{model}/versions",
-                files={
-                    "artifact": ("model.joblib", artifact),
-                    "reference_profile": ("profile.json", profile.model_dump_json().encode()),
-                },
-                data={"metadata": json.dumps(meta)},
-            )
-        )
-
-    def enroll(self, env: str, hostname: str) -> dict:
-        secret = self.ok(
-            self.http.post("/api/v1/tokens", json={"role": "enrollment", "environment": env})
-        )["token"]
-        enrolled = self.ok(
-            self.http.post(
-                "/api/v1/agents/enroll",
-                json={"hostname": hostname, "labels": {"zone": "eu-west-1a"}},
-                headers={"Authorization": f"Bearer {secret}"},
-            )
-        )
-        return {**enrolled, "hostname": hostname}
 
     def as_agent(self, agent: dict, path: str, body: dict) -> dict:
         headers = {"Authorization": f"Bearer {agent['token']}"}
@@ -127,12 +95,9 @@ class Operator:
             "applied_revision": revision,
             "models": models,
             "agent_version": "0.1.0",
-            "labels": {"zone": "eu-west-1a"},
+            "labels": ZONE,
         }
         self.as_agent(agent, "/heartbeat", body)
-
-    def revision(self, env: str) -> int:
-        return self.ok(self.http.get(f"/api/v1/environments/{env}/desired"))["revision"]
 
     def wait_for_event(self, kind: str, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
@@ -147,7 +112,7 @@ class Operator:
 def test_sign_in_converge_drift_and_promote(
     browser,
     server: ServerProcess,
-    operator: Operator,
+    operator: BrowserWorld,
     wine_model_bytes: bytes,
     wine_profile: ReferenceProfile,
 ):
@@ -156,18 +121,18 @@ def test_sign_in_converge_drift_and_promote(
     operator.push(
         "wine",
         wine_model_bytes,
-        wine_profile,
         {
             "code_revision": "3f2c9ab",
             "training_data_fingerprint": "sha256:7be1…",
             "metrics": {"accuracy": 0.972},
         },
+        profile=wine_profile,
     )
     operator.push(
         "wine",
         wine_model_bytes + b"v2",
-        wine_profile,
         {"code_revision": "9d1e07c", "metrics": {"accuracy": 0.978}},
+        profile=wine_profile,
     )
     for env in ("staging", "production"):
         operator.ok(
@@ -176,8 +141,8 @@ def test_sign_in_converge_drift_and_promote(
                 json={"version": 1, "reason": "first deployment"},
             )
         )
-    agents = [operator.enroll("production", f"serve-{n}") for n in (1, 2, 3)]
-    staging = operator.enroll("staging", "stage-1")
+    agents = [operator.enroll("production", f"serve-{n}", ZONE) for n in (1, 2, 3)]
+    staging = operator.enroll("staging", "stage-1", ZONE)
     operator.heartbeat(staging, operator.revision("staging"), {"wine": {"serving": 1}})
     for agent in agents:
         operator.heartbeat(agent, operator.revision("production"), {"wine": {"serving": 1}})
@@ -247,7 +212,7 @@ def test_sign_in_converge_drift_and_promote(
         page.close()
 
 
-def _report_windows(operator: Operator, agents: list[dict], profile: ReferenceProfile) -> None:
+def _report_windows(operator: BrowserWorld, agents: list[dict], profile: ReferenceProfile) -> None:
     """Six five-minute windows per agent; the inputs of the newest three drift."""
     features, _ = wine_frame()
     now = datetime.now(UTC)
@@ -262,7 +227,7 @@ def _report_windows(operator: Operator, agents: list[dict], profile: ReferencePr
         operator.as_agent(agent, "/reports", {"reports": batch})
 
 
-def _report_shadow(operator: Operator, agents: list[dict]) -> None:
+def _report_shadow(operator: BrowserWorld, agents: list[dict]) -> None:
     now = datetime.now(UTC)
     for n, agent in enumerate(agents):
         batch = [

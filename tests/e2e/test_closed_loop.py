@@ -25,8 +25,8 @@ from agent.local.outbox import Outbox
 from common.drift import build_profile
 from tests.support.agent_process import AgentProcess, eventually
 from tests.support.models import train_wine, wine_frame
+from tests.support.operator import Operator, joblib_bytes
 from tests.support.processes import ServerProcess
-from tests.support.registry import push_version
 from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +41,9 @@ REPORTING = {"TETHER_REPORT_INTERVAL": "1", "TETHER_HEARTBEAT_INTERVAL": "0.5"}
 
 def push(http: httpx.Client, model, example, with_profile: bool = True) -> int:
     profile = build_profile(FEATURES, predictions=model.predict(FEATURES)) if with_profile else None
-    return push_version(http, "wine", model, example, profile)["version"]
+    return Operator(http).push("wine", joblib_bytes(model), example=example, profile=profile)[
+        "version"
+    ]
 
 
 def desired(http: httpx.Client) -> dict:

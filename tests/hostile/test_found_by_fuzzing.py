@@ -16,7 +16,7 @@ HUGE = 2**64  # past SQLite's INTEGER: the store cannot hold it
 @pytest.fixture
 def world(api: Api, wine_model_bytes: bytes) -> Api:
     api.create_env("production")
-    api.push_ok("wine", wine_model_bytes)
+    api.operator.push("wine", wine_model_bytes)
     assert api.set_desired("production", "wine", 1).status_code == 200
     return api
 

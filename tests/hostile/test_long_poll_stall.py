@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.support.admin import Admin
+from tests.support.operator import Operator
 from tests.support.processes import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -28,7 +28,7 @@ SEATS = 4  # half of the server's 8 threads: the default long_poll_slots
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, wine_model_bytes: bytes) -> Iterator[ServerProcess]:
     with ServerProcess(tmp_path_factory.mktemp("stall") / "data") as server:
-        admin = Admin(server)
+        admin = Operator.of(server)
         admin.environment("production")
         admin.push("wine", wine_model_bytes)
         admin.push("wine", wine_model_bytes + b"2")
@@ -38,13 +38,13 @@ def server(tmp_path_factory, wine_model_bytes: bytes) -> Iterator[ServerProcess]
 
 
 @pytest.fixture
-def admin(server: ServerProcess) -> Iterator[Admin]:
-    admin = Admin(server)
+def admin(server: ServerProcess) -> Iterator[Operator]:
+    admin = Operator.of(server)
     yield admin
     admin.close()
 
 
-def enroll(admin: Admin, count: int) -> list[dict]:
+def enroll(admin: Operator, count: int) -> list[dict]:
     enrollment = admin.enrollment_token("production")
     agents = []
     for index in range(count):
@@ -78,14 +78,14 @@ def long_poll(server: ServerProcess, agent: dict, etag: str) -> tuple[int, float
     return response.status_code, time.monotonic() - started
 
 
-def admin_call_seconds(admin: Admin) -> float:
+def admin_call_seconds(admin: Operator) -> float:
     started = time.monotonic()
     response = admin.http.get("/api/v1/models")
     assert response.status_code == 200, response.text
     return time.monotonic() - started
 
 
-def change_desired(admin: Admin) -> None:
+def change_desired(admin: Operator) -> None:
     """Flip the primary of wine between its two versions: a new revision for every agent."""
     desired = admin.http.get("/api/v1/environments/production/desired").json()
     admin.desire("production", "wine", 3 - desired["models"]["wine"]["version"])
@@ -98,7 +98,7 @@ def wait_until_settled(polls: list[Future], still_held: int, timeout: float = 10
         time.sleep(0.05)
 
 
-def test_twenty_waits_from_one_agent_hold_one_seat(server: ServerProcess, admin: Admin):
+def test_twenty_waits_from_one_agent_hold_one_seat(server: ServerProcess, admin: Operator):
     (agent,) = enroll(admin, 1)
     etag = current_etag(server, agent)
     with ThreadPoolExecutor(WAITS) as pool:
@@ -117,7 +117,7 @@ def test_twenty_waits_from_one_agent_hold_one_seat(server: ServerProcess, admin:
         assert seconds < WAIT_SECONDS
 
 
-def test_waits_from_many_agents_leave_the_api_threads(server: ServerProcess, admin: Admin):
+def test_waits_from_many_agents_leave_the_api_threads(server: ServerProcess, admin: Operator):
     agents = enroll(admin, WAITS)
     etag = current_etag(server, agents[0])  # one environment, one revision: the same for all
     with ThreadPoolExecutor(WAITS) as pool:

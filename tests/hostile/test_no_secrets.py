@@ -27,8 +27,8 @@ from common.signing import load_private_key_pem
 from tests.hostile.conftest import World, seed
 from tests.support.agent_process import AgentProcess, eventually
 from tests.support.models import train_wine, wine_frame
+from tests.support.operator import Operator, joblib_bytes
 from tests.support.processes import ServerProcess
-from tests.support.registry import push_version
 
 pytestmark = pytest.mark.e2e
 
@@ -121,8 +121,8 @@ def run(tmp_path_factory: pytest.TempPathFactory, wine_model_bytes: bytes) -> Ru
             # makes a token of every role (its own two uploads become unused versions 3 and 4).
             first = train_wine()
             profile = build_profile(FEATURES, predictions=first.predict(FEATURES))
-            push_version(http, "wine", first, ROWS[:3], profile)
-            push_version(http, "wine", train_wine(c=0.3), ROWS[:3])
+            Operator(http).push("wine", joblib_bytes(first), example=ROWS[:3], profile=profile)
+            Operator(http).push("wine", joblib_bytes(train_wine(c=0.3)), example=ROWS[:3])
             world = seed(server, wine_model_bytes)
             created = http.post(
                 "/api/v1/tokens", json={"role": "enrollment", "environment": world.env_a}

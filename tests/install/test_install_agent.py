@@ -24,12 +24,10 @@ from tests.install.conftest import (
     venv_python,
 )
 from tests.support.agent_process import FAST, eventually
-from tests.support.models import wine_frame
+from tests.support.operator import ROWS, Operator
 from tests.support.processes import TETHER, ServerProcess, wait_until_ready
 
 pytestmark = pytest.mark.e2e
-
-ROWS = wine_frame()[0].iloc[:2].to_dict("records")
 
 
 def mode(path: Path) -> int:
@@ -86,41 +84,13 @@ def test_running_it_again_changes_nothing(staged: Staged):
     assert "unchanged  /etc/tether/agent.toml" in done.stdout
 
 
-class Admin:
-    """The operator's side of a real control plane, over HTTP."""
-
-    def __init__(self, server: ServerProcess) -> None:
-        self.http = httpx.Client(
-            base_url=server.url,
-            timeout=30,
-            headers={"Authorization": f"Bearer {server.admin_token}"},
-        )
-
-    def call(self, method: str, path: str, expect: tuple[int, ...] = (200, 201), **kwargs):
-        response = self.http.request(method, path, **kwargs)
-        assert response.status_code in expect, response.text
-        return response.json()
-
-    def __enter__(self) -> Admin:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.http.close()
-
-
 def test_installed_agent_enrolls_and_converges(staged: Staged, tmp_path: Path, wine_model_bytes):
-    with ServerProcess(tmp_path / "control-plane") as server, Admin(server) as admin:
-        admin.call("PUT", "/api/v1/environments/edge", json={})
-        admin.call(
-            "POST",
-            "/api/v1/models/wine/versions",
-            files={"artifact": ("wine.joblib", wine_model_bytes)},
-            data={"metadata": json.dumps({"input_example": ROWS})},
-        )
-        revision = admin.call("PUT", "/api/v1/environments/edge/desired/wine", json={"version": 1})
-        token = admin.call(
-            "POST", "/api/v1/tokens", json={"role": "enrollment", "environment": "edge"}
-        )["token"]
+    with ServerProcess(tmp_path / "control-plane") as server:
+        operator = Operator.of(server)
+        operator.environment("edge")
+        operator.push("wine", wine_model_bytes, example=ROWS, filename="wine.joblib")
+        revision = operator.desire("edge", "wine", 1)
+        token = operator.enrollment_token("edge")
 
         enroll = ["--url", server.url, "--env", "edge"]
         help_text = subprocess.run(
@@ -173,19 +143,19 @@ def test_installed_agent_enrolls_and_converges(staged: Staged, tmp_path: Path, w
             wait_until_ready(f"{local}/v2/health/live", agent, timeout=60)
 
             def converged() -> bool:
-                status = admin.call("GET", "/api/v1/environments/edge/status")
-                return status["converged"] == 1 and status["revision"] == revision["revision"]
+                status = operator.status("edge")
+                return status["converged"] == 1 and status["revision"] == revision
 
             try:
                 eventually(converged, timeout=90)
             except TimeoutError as error:
-                status = admin.call("GET", "/api/v1/environments/edge/status")
+                status = operator.status("edge")
                 raise AssertionError(f"{error}\n{status}\n{log_path.read_text()}") from None
             answer = httpx.post(f"{local}/predict/wine", json={"instances": ROWS}, timeout=10)
             assert answer.status_code == 200, answer.text
             assert answer.json()["version"] == 1
             assert len(answer.json()["predictions"]) == len(ROWS)
-            listed = admin.call("GET", f"/api/v1/agents/{identity['agent_id']}")
+            listed = operator.http.get(f"/api/v1/agents/{identity['agent_id']}").json()
             assert listed["labels"]["zone"] == "test-1"
         finally:
             started = time.monotonic()

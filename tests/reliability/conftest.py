@@ -21,15 +21,15 @@ from agent.local.trust import TrustStore
 from agent.sync.client import ControlPlaneClient
 from common.clock import utcnow
 from common.schemas import EnrollRequest
-from tests.support.admin import Admin
 from tests.support.agent_process import AgentProcess
 from tests.support.faulty_proxy import FaultyProxy
 from tests.support.models import train_wine
+from tests.support.operator import Operator
 from tests.support.processes import ServerProcess
 
 
 def enroll_agent(
-    admin: Admin, environment: str, data_dir: Path, *, url: str | None = None, **env_vars: str
+    admin: Operator, environment: str, data_dir: Path, *, url: str | None = None, **env_vars: str
 ) -> AgentProcess:
     """Enroll an agent of `environment` in process and return it (not started), polling `url`."""
     with ControlPlaneClient(admin.server.url) as client:
@@ -73,8 +73,8 @@ def shared_server(tmp_path_factory) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture
-def admin(shared_server: ServerProcess) -> Iterator[Admin]:
-    operator = Admin(shared_server)
+def admin(shared_server: ServerProcess) -> Iterator[Operator]:
+    operator = Operator.of(shared_server)
     yield operator
     operator.close()
 

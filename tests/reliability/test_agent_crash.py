@@ -16,8 +16,8 @@ from agent.local.state import StateStore, read_state_file
 from common.reports import Report
 from tests.agent.slow_model import SlowRegressor
 from tests.reliability.conftest import enroll_agent, model_bytes
-from tests.support.admin import ROWS
 from tests.support.agent_process import eventually
+from tests.support.operator import ROWS
 from tests.support.reports import shadow_report
 
 pytestmark = pytest.mark.e2e

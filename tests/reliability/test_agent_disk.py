@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.conftest import enroll_agent, model_bytes
-from tests.support.admin import ROWS
 from tests.support.agent_process import eventually
+from tests.support.operator import ROWS
 
 pytestmark = pytest.mark.e2e
 MIB = 1024 * 1024

@@ -23,9 +23,9 @@ from agent.local.outbox import Outbox
 from agent.local.state import StateStore
 from common.reports import Report
 from tests.reliability.conftest import enroll_agent
-from tests.support.admin import Admin
 from tests.support.agent_process import AgentProcess, eventually
 from tests.support.faulty_proxy import FaultyProxy
+from tests.support.operator import Operator
 from tests.support.processes import ServerProcess
 from tests.support.reports import shadow_report
 from tests.support.store import integrity
@@ -54,7 +54,7 @@ def test_killed_during_a_burst_of_reports_from_several_agents_stores_each_once(
 ):
     """Three agents each hold 600 reports; the control plane dies while they send them."""
     with contextlib.ExitStack() as stack:
-        admin = Admin(server)
+        admin = Operator.of(server)
         stack.callback(admin.close)
         admin.environment("burst")
         admin.push("burst", small_models[0])
@@ -146,7 +146,7 @@ class SlowUpload:
 
 
 def test_killed_mid_upload_and_mid_desired_changes_leaves_a_consistent_store(server, small_models):
-    admin = Admin(server)
+    admin = Operator.of(server)
     admin.environment("crash")
     admin.push("crash", small_models[0])
     admin.push("crash", small_models[1])
@@ -198,7 +198,7 @@ def test_killed_mid_upload_and_mid_desired_changes_leaves_a_consistent_store(ser
     try:
         assert sorted(p.name for p in (artifacts / "sha256").iterdir()) == stored_before
         assert list((artifacts / "incoming").iterdir()) == []
-        admin = Admin(revived)
+        admin = Operator.of(revived)
         versions = admin.http.get("/api/v1/models/crash/versions").json()["versions"]
         assert [v["version"] for v in versions] == [1, 2]  # no partial version
         newest = admin.http.get("/api/v1/environments/crash/history", params={"limit": 1}).json()[

@@ -13,8 +13,8 @@ import pytest
 
 from agent.local.state import read_state_file
 from tests.reliability.conftest import enroll_agent
-from tests.support.admin import ROWS
 from tests.support.agent_process import eventually
+from tests.support.operator import ROWS
 
 pytestmark = pytest.mark.e2e
 

@@ -115,10 +115,10 @@ def make_agent(tmp_path: Path, enrolled: dict, transport) -> Iterator[Callable[.
 def push(api: Api, wine_example: list[dict]) -> Callable[..., dict]:
     """Register a version of `wine` (or another model) with the wine example as smoke test."""
 
-    def push_version(artifact: bytes, model: str = "wine", **metadata: Any) -> dict:
-        return api.push_ok(model, artifact, {"input_example": wine_example, **metadata})
+    def push_wine(artifact: bytes, model: str = "wine", **metadata: Any) -> dict:
+        return api.operator.push(model, artifact, {"input_example": wine_example, **metadata})
 
-    return push_version
+    return push_wine
 
 
 def desire(api: Api, model: str, version: int, shadow: int | None = None, env: str = ENV) -> int:

@@ -6,6 +6,8 @@ import io
 import json
 from typing import Any
 
+from tests.support.operator import Operator
+
 
 def assert_error(
     response: Any, status: int, code: str | None = None, field: str | None = None
@@ -25,11 +27,16 @@ def assert_error(
 
 
 class Api:
-    """Drive the API as an admin (or with another token) through a test client."""
+    """Send raw requests through Flask's test client, to look at answers, refusals included.
+
+    For the operator's actions that must succeed (push a version, set the desired state), use
+    `api.operator`: the one operator helper, here over the same app in process.
+    """
 
     def __init__(self, client: Any, token: str) -> None:
         self.client = client
         self.token = token
+        self.operator = Operator.in_process(client.application, token)
 
     def headers(self, token: str | None = None, **extra: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token or self.token}", **extra}
@@ -61,11 +68,6 @@ class Api:
             headers=self.headers(token),
             content_type="multipart/form-data",
         )
-
-    def push_ok(self, model: str, artifact: bytes, metadata: dict | None = None) -> dict:
-        response = self.push(model, artifact, metadata)
-        assert response.status_code == 201, response.get_json()
-        return response.get_json()
 
     def set_desired(
         self, env: str, model: str, version: int, shadow: int | None = None, **headers: str

@@ -194,7 +194,7 @@ def test_the_real_control_plane_serves_ranges_the_cache_resumes_from(
 ):
     """The same resume against the real artifact endpoint (send_file's Range support)."""
     api.create_env("production")
-    version = api.push_ok("wine", wine_model_bytes)
+    version = api.operator.push("wine", wine_model_bytes)
     api.set_desired("production", "wine", version["version"])
     agent = api.enroll("production")
     digest, size = version["artifact"]["sha256"], version["artifact"]["size"]

@@ -20,8 +20,8 @@ from tests.agent.metrics.scrape import scrape
 from tests.agent.slow_model import SlowRegressor
 from tests.support.agent_process import AgentProcess, eventually
 from tests.support.models import train_wine, wine_frame
+from tests.support.operator import Operator, joblib_bytes
 from tests.support.processes import ServerProcess
-from tests.support.registry import push_version
 
 pytestmark = pytest.mark.e2e
 
@@ -44,6 +44,9 @@ def outbox_rows(data_dir: Path) -> int:
         return db.execute("SELECT COUNT(*) FROM reports").fetchone()[0]
 
 
+SLOW_EXAMPLE = [{"x": 1.0, "sleep": 0.0}]
+
+
 @pytest.fixture
 def fleet(tmp_path: Path):
     """A control plane serving wine v1 (with a profile) and slow v1 with v2 in shadow."""
@@ -54,10 +57,15 @@ def fleet(tmp_path: Path):
     agent = AgentProcess(tmp_path / "agent", env=AGENT_ENV)
     try:
         profile = build_profile(FEATURES, predictions=train_wine().predict(FEATURES))
+        operator = Operator(http)
         versions = {
-            "wine": push_version(http, "wine", train_wine(), ROWS[:3], profile),
-            "slow": push_version(http, "slow", slow_pair()[0], [{"x": 1.0, "sleep": 0.0}]),
-            "slow-shadow": push_version(http, "slow", slow_pair()[1], [{"x": 1.0, "sleep": 0.0}]),
+            "wine": operator.push(
+                "wine", joblib_bytes(train_wine()), example=ROWS[:3], profile=profile
+            ),
+            "slow": operator.push("slow", joblib_bytes(slow_pair()[0]), example=SLOW_EXAMPLE),
+            "slow-shadow": operator.push(
+                "slow", joblib_bytes(slow_pair()[1]), example=SLOW_EXAMPLE
+            ),
         }
         assert http.put(f"/api/v1/environments/{ENV}", json={}).status_code == 201
         for model, body in (("wine", {"version": 1}), ("slow", {"version": 1, "shadow": 2})):

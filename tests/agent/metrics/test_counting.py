@@ -77,7 +77,7 @@ def test_downloaded_bytes_are_those_received_so_a_resume_counts_only_the_rest(
     app, api, wine_model_bytes, tmp_path
 ):
     api.create_env("production")
-    version = api.push_ok("wine", wine_model_bytes, {})
+    version = api.operator.push("wine", wine_model_bytes, {})
     digest, size = version["artifact"]["sha256"], version["artifact"]["size"]
     # An agent may download only what its environment wants.
     assert api.set_desired("production", "wine", 1).status_code == 200

@@ -44,7 +44,7 @@ def test_enroll_with_a_bad_token_is_rejected_with_the_api_error(transport):
 
 
 def test_manifest_then_not_modified_with_its_etag(api, enrolled, transport, wine_model_bytes):
-    api.push_ok("wine", wine_model_bytes)
+    api.operator.push("wine", wine_model_bytes)
     api.set_desired("production", "wine", 1)
     with agent_client(enrolled, transport) as client:
         first = client.fetch_manifest()
@@ -98,7 +98,7 @@ def test_unusable_answers_are_unreachable(handler, message):
 
 
 def test_download_reports_where_the_server_started(api, enrolled, transport, wine_model_bytes):
-    api.push_ok("wine", wine_model_bytes)
+    api.operator.push("wine", wine_model_bytes)
     api.set_desired("production", "wine", 1)
     with agent_client(enrolled, transport) as client:
         with client.download("wine", 1, offset=100) as stream:
