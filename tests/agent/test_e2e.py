@@ -47,7 +47,7 @@ def shared_server(tmp_path_factory):
 
 def new_agent(tmp_path: Path, admin: Operator, env: str) -> AgentProcess:
     agent = AgentProcess(tmp_path / f"agent-{env}")
-    agent.enroll(admin.server.url, env, admin.enrollment_token(env))
+    agent.enroll(admin.url, env, admin.enrollment_token(env))
     return agent
 
 

@@ -32,7 +32,7 @@ def enroll_agent(
     admin: Operator, environment: str, data_dir: Path, *, url: str | None = None, **env_vars: str
 ) -> AgentProcess:
     """Enroll an agent of `environment` in process and return it (not started), polling `url`."""
-    with ControlPlaneClient(admin.server.url) as client:
+    with ControlPlaneClient(admin.url) as client:
         answer = client.enroll(
             admin.enrollment_token(environment), EnrollRequest(hostname=data_dir.name)
         )
@@ -40,7 +40,7 @@ def enroll_agent(
         Identity(
             agent_id=answer.agent_id,
             token=answer.token,
-            url=url or admin.server.url,
+            url=url or admin.url,
             environment=environment,
             hostname=data_dir.name,
             enrolled_at=utcnow(),

@@ -33,8 +33,11 @@ def joblib_bytes(estimator: Any) -> bytes:
 class Operator:
     """Push, deploy and watch convergence with an admin token."""
 
-    def __init__(self, http: httpx.Client, *, example: list[dict] | None = None) -> None:
+    def __init__(
+        self, http: httpx.Client, *, url: str | None = None, example: list[dict] | None = None
+    ) -> None:
         self.http = http
+        self.url = url or str(http.base_url).rstrip("/")  # what agents enroll with
         self.example = example  # the input example a push carries unless it says otherwise
 
     @classmethod
@@ -58,7 +61,7 @@ class Operator:
             # server) without closing it, and a kept-alive socket would be left open.
             limits=httpx.Limits(max_keepalive_connections=0),
         )
-        return cls(http, example=ROWS)
+        return cls(http, url=server.url, example=ROWS)
 
     def close(self) -> None:
         self.http.close()
