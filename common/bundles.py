@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from common.reports import Report
-from common.schemas import Heartbeat
+from common.schemas import Heartbeat, Manifest
 from common.signing import Signature
 
 BUNDLE_MANIFEST = "manifest.json"
@@ -49,3 +49,19 @@ class ReportAckFile(BaseModel):
 
     def signed_part(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude={"signatures"})
+
+
+def manifest_files(manifest: Manifest) -> dict[str, int]:
+    """Return every digest a manifest names (artifacts and reference profiles), with its size.
+
+    A bundle holds exactly these files: the control plane writes them, the agent checks them.
+    """
+    files: dict[str, int] = {}
+    for model in manifest.models.values():
+        for entry in (model.primary, model.shadow):
+            if entry is None:
+                continue
+            files[entry.artifact.sha256] = entry.artifact.size
+            if entry.reference_profile is not None:
+                files[entry.reference_profile.sha256] = entry.reference_profile.size
+    return files

@@ -7,24 +7,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from common.bundles import BUNDLE_BLOB_DIR, BUNDLE_MANIFEST
+from common.bundles import BUNDLE_BLOB_DIR, BUNDLE_MANIFEST, manifest_files
 from common.schemas import SignedManifest
 
 BLOCK = tarfile.BLOCKSIZE
 CHUNK = 1024 * 1024
-
-
-def bundle_files(signed: SignedManifest) -> dict[str, int]:
-    """Return every digest the manifest names (artifacts and profiles), with its size."""
-    files: dict[str, int] = {}
-    for model in signed.manifest.models.values():
-        for entry in (model.primary, model.shadow):
-            if entry is None:
-                continue
-            files[entry.artifact.sha256] = entry.artifact.size
-            if entry.reference_profile is not None:
-                files[entry.reference_profile.sha256] = entry.reference_profile.size
-    return files
 
 
 def stream_bundle(signed: SignedManifest, blob_path) -> tuple[int, Iterator[bytes]]:  # type: ignore[no-untyped-def]
@@ -33,7 +20,7 @@ def stream_bundle(signed: SignedManifest, blob_path) -> tuple[int, Iterator[byte
     members: list[tuple[str, int, Path | bytes]] = [(BUNDLE_MANIFEST, len(manifest), manifest)]
     members += [
         (f"{BUNDLE_BLOB_DIR}{digest}", size, blob_path(digest))
-        for digest, size in sorted(bundle_files(signed).items())
+        for digest, size in sorted(manifest_files(signed.manifest).items())
     ]
     length = sum(BLOCK + _padded(size) for _, size, _ in members) + 2 * BLOCK
     # tarfile pads the end to a multiple of RECORDSIZE; so do we, to keep the length exact.

@@ -44,7 +44,7 @@ from agent.local.state import Identity, StateStore
 from agent.serving.slots import ModelSlots
 from agent.settings import AgentSettings
 from agent.sync.reconciler import ManifestRefused, Outcome, Reconciler
-from common.bundles import BUNDLE_BLOB_DIR, BUNDLE_MANIFEST, MAX_MANIFEST_BYTES
+from common.bundles import BUNDLE_BLOB_DIR, BUNDLE_MANIFEST, MAX_MANIFEST_BYTES, manifest_files
 from common.clock import utcnow
 from common.digests import sha256_stream
 from common.schemas import Manifest, SignedManifest
@@ -222,24 +222,11 @@ def read_manifest(archive: tarfile.TarFile) -> SignedManifest:
         ) from None
 
 
-def named_files(manifest: Manifest) -> dict[str, int]:
-    """Return every digest the manifest names (artifacts and reference profiles) and its size."""
-    files: dict[str, int] = {}
-    for model in manifest.models.values():
-        for entry in (model.primary, model.shadow):
-            if entry is None:
-                continue
-            files[entry.artifact.sha256] = entry.artifact.size
-            if entry.reference_profile is not None:
-                files[entry.reference_profile.sha256] = entry.reference_profile.size
-    return files
-
-
 def check_members(
     archive: tarfile.TarFile, manifest: Manifest, cache: ArtifactCache
 ) -> dict[str, tarfile.TarInfo]:
     """Return the member of each named digest, refusing the bundle at the first bad one."""
-    named = named_files(manifest)
+    named = manifest_files(manifest)
     members: dict[str, tarfile.TarInfo] = {}
     while (member := archive.next()) is not None:
         name = member.name
