@@ -1,4 +1,8 @@
-"""`tether agent enroll | run | status`: the commands of an agent on a connected host."""
+"""`tether agent enroll | run | status`: the commands of an agent on a connected host.
+
+The library is imported inside each command, so `tether agent --help` stays fast (the drift
+statistics behind the outbox load scipy).
+"""
 
 from __future__ import annotations
 
@@ -10,17 +14,12 @@ from typing import Any
 import click
 import httpx
 
-from agent.airgap.exports import OfflineError
-from agent.airgap.provision import read_provision_file
 from agent.cli.options import (
     agent_data_dir_option,
     config_option,
     load_settings_or_exit,
     parse_labels,
 )
-from agent.enrollment import EnrollmentFailed, enroll_from_file, enroll_online
-from agent.local.state import StateError, StateStore, read_state_file
-from agent.local.trust import TrustError, TrustStore
 from common.cli_options import json_option
 from common.display import ago, format_table, when
 
@@ -85,6 +84,11 @@ def enroll(
           --token tether_enroll_... --pin SHA256:9xV... --label zone=eu-1
       tether agent enroll --from-file edge-7.tether-agent --data-dir /var/lib/tether
     """
+    from agent.airgap.exports import OfflineError
+    from agent.airgap.provision import read_provision_file
+    from agent.enrollment import EnrollmentFailed, enroll_from_file, enroll_online
+    from agent.local.state import StateError, StateStore
+
     settings = load_settings_or_exit(config_file, data_dir=data_dir, url=url)
     store = StateStore(settings.data_dir)
     try:
@@ -193,6 +197,7 @@ def run(
       tether agent run --log-format json
     """
     from agent.daemon import AgentDaemon, NotEnrolled, StartupError
+    from agent.local.state import StateError
     from common.logs import configure_logging
 
     settings = load_settings_or_exit(
@@ -226,6 +231,9 @@ def status(config_file: Path | None, data_dir: Path | None, as_json: bool) -> No
     Example:
       tether agent status --data-dir /var/lib/tether --json
     """
+    from agent.local.state import StateError, StateStore, read_state_file
+    from agent.local.trust import TrustError, TrustStore
+
     settings = load_settings_or_exit(config_file, data_dir=data_dir)
     try:
         identity = StateStore(settings.data_dir).load_identity()
