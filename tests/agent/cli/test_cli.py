@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -172,3 +174,14 @@ def test_every_command_is_in_the_docs():
     text = (Path(__file__).parents[3] / "docs" / "agent.md").read_text()
     for name in agent_group.commands:
         assert f"tether agent {name}" in text, name
+
+
+def test_help_loads_no_model_or_statistics_library():
+    """`tether agent --help` on a small host answers at once: the library loads per command."""
+    probe = (
+        "import sys; from agent.cli import agent; "
+        "heavy = sorted({'scipy', 'sklearn', 'pandas'} & set(sys.modules)); print(heavy)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
