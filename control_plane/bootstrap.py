@@ -1,4 +1,11 @@
-"""Prepare a data directory on start: database, artifact folders, keys, the first admin token."""
+"""Prepare a control plane on start: database, artifact folders, keys, the first admin token.
+
+On the embedded default (SQLite in the data dir) a start does everything: it migrates, sweeps
+uploads a crash cut off, and makes the first admin token. On PostgreSQL, where replicas share
+the database, a start only checks: `tether server migrate` (`migrate` below) changes the schema
+and makes the first token, once, and a replica meeting a schema it does not know refuses to
+start, so replicas never race to migrate.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +20,8 @@ from control_plane.artifacts import ArtifactFiles
 from control_plane.keys import KeyRing
 from control_plane.settings import ControlPlaneSettings
 from control_plane.store import Store
-from control_plane.store.db import connect, initialise, write_transaction
+from control_plane.store.db import Database, opened, write_transaction
+from control_plane.store.migrations import migrations
 
 log = logging.getLogger("tether.control_plane")
 
@@ -21,33 +29,62 @@ log = logging.getLogger("tether.control_plane")
 def bootstrap(settings: ControlPlaneSettings) -> str | None:
     """Make the data dir ready; return a new admin token if this is the first start."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    initialise(settings.database_path)
     artifacts = ArtifactFiles(settings.artifacts_dir)
     artifacts.prepare()
-    KeyRing(settings.keys_dir).ensure()
-    session_key(settings.session_key_path)
-    db = connect(settings.database_path)
-    try:
+    secrets_ready(settings)
+    with opened(settings.database) as db:
+        if settings.replicated:
+            migrations.check(db, migrate_command(settings))
+            return None
+        db.enable_wal()  # type: ignore[attr-defined]
+        migrations.apply(db)
         store = Store.over(db)
         orphans = artifacts.sweep(store.registry.referenced_digests())
         if orphans:
             log.warning("removed %d artifact file(s) of uploads cut off by a crash", len(orphans))
-        with write_transaction(db):
-            # Checked inside the write lock, so two processes starting at once make one token.
-            if store.tokens.count() > 0:
-                return None
-            created = store.tokens.insert(Role.admin, description="first admin token")
-        write_secret_file(
-            settings.admin_token_path, (created.token + "\n").encode(), overwrite=True
-        )
-        return created.token
-    finally:
-        db.close()
+        return first_admin_token(db, settings)
+
+
+def migrate(settings: ControlPlaneSettings) -> tuple[list[str], str | None]:
+    """Apply pending migrations; on an empty database also make the first admin token.
+
+    Returns the migrations applied and the new token (None when tokens existed already).
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secrets_ready(settings)
+    with opened(settings.database) as db:
+        if db.dialect == "sqlite":
+            db.enable_wal()  # type: ignore[attr-defined]
+        applied = migrations.apply(db)
+        return applied, first_admin_token(db, settings)
+
+
+def first_admin_token(db: Database, settings: ControlPlaneSettings) -> str | None:
+    """Make the first admin token when there is no token at all; write it mode 0600."""
+    store = Store.over(db)
+    with write_transaction(db):
+        # Checked inside the write lock, so two processes starting at once make one token.
+        if store.tokens.count() > 0:
+            return None
+        created = store.tokens.insert(Role.admin, description="first admin token")
+    write_secret_file(settings.admin_token_path, (created.token + "\n").encode(), overwrite=True)
+    return created.token
+
+
+def secrets_ready(settings: ControlPlaneSettings) -> None:
+    """Make the signing key and the session key if they are not there yet."""
+    KeyRing(settings.keys_dir).ensure()
+    session_key(settings.session_key_path)
+
+
+def migrate_command(settings: ControlPlaneSettings) -> str:
+    return f"tether server migrate --database-url '{settings.database.shown}'"
 
 
 def session_key(path: Path) -> bytes:
     """Return the key that signs dashboard sessions, made random (mode 0600) on first start."""
     if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Written aside, then linked into place: of two processes starting at once, one key
         # wins and neither ever reads a half-written file.
         aside = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")

@@ -7,7 +7,6 @@ the dashboard, metrics and the scheduler import from here, never from the app fa
 
 from __future__ import annotations
 
-import threading
 from typing import cast
 
 from flask import current_app, g
@@ -17,28 +16,29 @@ from control_plane.keys import KeyRing
 from control_plane.long_poll import WaitRoom
 from control_plane.settings import ControlPlaneSettings
 from control_plane.store import Store
-from control_plane.store.db import ConnectionPool
+from control_plane.store.db import open_database
 
 
 class TetherState:
-    """What the app holds for its lifetime: settings, connections, artifact files."""
+    """What the app holds for its lifetime: settings, the database, artifact files."""
 
     def __init__(self, settings: ControlPlaneSettings) -> None:
         self.settings = settings
-        self.pool = ConnectionPool(settings.database_path)
+        # One connection per thread at most, and a spare for the policy engine.
+        self.database = open_database(settings.database, pool_size=settings.threads + 1)
+        self.store = Store.over(self.database)
         self.artifacts = ArtifactFiles(settings.artifacts_dir)
         self.keys = KeyRing(settings.keys_dir)
         self.wait_room = WaitRoom(settings.long_poll_capacity)
         self.new_admin_token: str | None = None
-        self._stores = threading.local()
 
     def thread_store(self) -> Store:
-        """Return this thread's Store: built once per connection, not once per request."""
-        db = self.pool.get()
-        store = getattr(self._stores, "store", None)
-        if store is None or store.db is not db:  # first use, or the pool was reopened
-            store = self._stores.store = Store.over(db)
-        return store
+        """Return the store: one for the app, safe to share between its threads."""
+        return self.store
+
+    def close(self) -> None:
+        """Close the database's connections (tests, and a process that is stopping)."""
+        self.database.close()
 
 
 def state() -> TetherState:
@@ -62,5 +62,5 @@ def get_store() -> Store:
 def close_store(error: BaseException | None = None) -> None:
     """End this request's use of the store: a transaction left open is rolled back."""
     store = g.pop("store", None)
-    if store is not None and store.db.conn.in_transaction:
-        store.db.conn.rollback()
+    if store is not None and store.db.in_transaction:
+        store.db.rollback()

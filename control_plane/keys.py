@@ -56,7 +56,20 @@ class KeyRing:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self.index.exists():
             return False
-        self._add_key([])
+        # Replicas sharing this directory may start at once: the index is linked into place,
+        # so one first key wins and every replica signs with it.
+        key = Ed25519PrivateKey.generate()
+        key_id = describe(key.public_key()).key_id
+        write_secret_file(self.directory / f"ed25519-{key_id}.pem", private_key_pem(key))
+        aside = self.directory / f".keyring.{os.getpid()}.{key_id}"
+        aside.write_text(json.dumps({"signing": [key_id]}, indent=2))
+        try:
+            os.link(aside, self.index)
+        except FileExistsError:
+            (self.directory / f"ed25519-{key_id}.pem").unlink()
+            return False
+        finally:
+            aside.unlink()
         return True
 
     def rotate(self) -> PublicKey:
@@ -91,7 +104,7 @@ class KeyRing:
         key = Ed25519PrivateKey.generate()
         described = describe(key.public_key())
         write_secret_file(self.directory / f"ed25519-{described.key_id}.pem", private_key_pem(key))
-        temporary = self.index.with_suffix(".tmp")
+        temporary = self.index.with_name(f".keyring.{os.getpid()}.tmp")
         temporary.write_text(json.dumps({"signing": [described.key_id, *previous]}, indent=2))
         os.replace(temporary, self.index)
         return described

@@ -16,7 +16,6 @@ full answer or the error, so refusals keep one shape and one place.
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -69,7 +68,7 @@ class UnchangedManifestShortcut:
             if principal.agent_id != agent_id or principal.environment is None:
                 return None
             found = store.environments.poll_state(principal.environment)
-        except sqlite3.Error:
+        except self.tether.database.errors:
             return None  # the view meets the same error and answers it in the API's shape
         if found is None:
             return None

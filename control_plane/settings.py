@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from control_plane.store.db import BadDatabaseUrl, DatabaseUrl
 
 
 class ControlPlaneSettings(BaseModel):
@@ -14,6 +16,15 @@ class ControlPlaneSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     data_dir: Path = Path("./tether-data")
+    database_url: str | None = Field(
+        default=None,
+        description="sqlite:///PATH or postgresql://USER@HOST:PORT/DB; None: DATA_DIR/tether.db.",
+    )
+    secrets_dir: Path | None = Field(
+        default=None,
+        description="Signing keys and the dashboard's session key; replicas share one. "
+        "None: DATA_DIR.",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8500, ge=0, le=65535)
     workers: int = Field(default=2, ge=1, le=64)
@@ -50,6 +61,16 @@ class ControlPlaneSettings(BaseModel):
         default=12 * 3600, ge=60, description="Seconds a dashboard sign-in lasts."
     )
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_opens(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                DatabaseUrl.parse(value)
+            except BadDatabaseUrl as error:
+                raise ValueError(str(error)) from None
+        return value
+
     @property
     def long_poll_capacity(self) -> int:
         """Long-polls one worker holds at once: the setting, or half its threads."""
@@ -58,8 +79,16 @@ class ControlPlaneSettings(BaseModel):
         return self.threads // 2
 
     @property
-    def database_path(self) -> Path:
-        return self.data_dir / "tether.db"
+    def database(self) -> DatabaseUrl:
+        """The database to open: the URL given, else the SQLite file in the data dir."""
+        if self.database_url is None:
+            return DatabaseUrl.for_file(self.data_dir / "tether.db")
+        return DatabaseUrl.parse(self.database_url)
+
+    @property
+    def replicated(self) -> bool:
+        """Whether other processes may share the database: the PostgreSQL deployment."""
+        return self.database.dialect == "postgresql"
 
     @property
     def artifacts_dir(self) -> Path:
@@ -67,7 +96,7 @@ class ControlPlaneSettings(BaseModel):
 
     @property
     def keys_dir(self) -> Path:
-        return self.data_dir / "keys"
+        return (self.secrets_dir or self.data_dir) / "keys"
 
     @property
     def admin_token_path(self) -> Path:
@@ -75,7 +104,7 @@ class ControlPlaneSettings(BaseModel):
 
     @property
     def session_key_path(self) -> Path:
-        return self.data_dir / "session.key"
+        return (self.secrets_dir or self.data_dir) / "session.key"
 
     @property
     def metrics_dir(self) -> Path:

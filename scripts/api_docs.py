@@ -23,7 +23,7 @@ END = "<!-- END GENERATED -->"
 def reference() -> str:
     """Render one table row per operation, grouped by tag."""
     with tempfile.TemporaryDirectory() as data_dir:
-        create_app({"data_dir": data_dir}).extensions["tether"].pool.close_all()
+        create_app({"data_dir": data_dir}).extensions["tether"].close()
     lines: list[str] = []
     for tag in sorted({op.tag for op in OPERATIONS}):
         lines += [

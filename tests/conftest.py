@@ -15,14 +15,14 @@ from tests.support.api import Api
 from tests.support.models import train_wine
 
 # Fixtures several suites share, registered once (never imported into a conftest).
-pytest_plugins = ["tests.support.agent_world"]
+pytest_plugins = ["tests.support.agent_world", "tests.support.postgres"]
 
 
 @pytest.fixture
 def app(tmp_path: Path):
     application = create_app({"data_dir": tmp_path / "control-plane"})
     yield application
-    application.extensions["tether"].pool.close_all()
+    application.extensions["tether"].close()
 
 
 @pytest.fixture

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlite_utils import Database
-
 from control_plane.store.agents import AgentStore
+from control_plane.store.db import Database
 from control_plane.store.environments import EnvironmentStore
 from control_plane.store.events import EventStore
 from control_plane.store.registry import RegistryStore

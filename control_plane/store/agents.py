@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import secrets
 
-from sqlite_utils import Database
-
 from common.clock import utcnow
 from common.schemas import AgentInfo, EnrollRequest, Heartbeat, Role
 from common.signing import PublicKey
-from control_plane.store.db import write_transaction
+from control_plane.store.db import Database, write_transaction
 from control_plane.store.rows import dict_rows, from_json, from_time, to_json, to_time
 from control_plane.store.tokens import Principal, TokenStore
 

@@ -6,11 +6,9 @@ import builtins
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlite_utils import Database
-
 from common.clock import utcnow
 from common.schemas import DesiredModel, DesiredState, Environment, HistoryEntry
-from control_plane.store.db import write_transaction
+from control_plane.store.db import Database, write_transaction
 from control_plane.store.errors import RecordMissing, RevisionMismatch, StateConflict
 from control_plane.store.rows import dict_rows, from_json, from_time, to_json, to_time
 

@@ -6,10 +6,9 @@ import builtins
 from datetime import datetime
 from typing import Any
 
-from sqlite_utils import Database
-
 from common.clock import utcnow
 from common.policy import Event
+from control_plane.store.db import Database
 from control_plane.store.rows import dict_rows, from_json, from_time, to_json, to_time
 
 
@@ -33,7 +32,8 @@ class EventStore:
         """Insert an event inside the caller's transaction; None if its key was recorded before."""
         cursor = self.db.execute(
             """INSERT INTO events (at, kind, environment, model, version, message, details,
-               dedupe_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(dedupe_key) DO NOTHING""",
+               dedupe_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(dedupe_key) DO NOTHING
+               RETURNING id""",
             [
                 to_time(utcnow()),
                 kind,
@@ -45,7 +45,8 @@ class EventStore:
                 dedupe_key,
             ],
         )
-        return cursor.lastrowid if cursor.rowcount == 1 else None
+        row = cursor.fetchone()
+        return None if row is None else row[0]
 
     def count(self, kind: str, environment: str, model: str, version: int) -> int:
         """Count the events of one kind about one version of a model in an environment."""

@@ -1,9 +1,14 @@
-"""Numbered schema migrations, applied in order when the store opens."""
+"""The schema's numbered migrations, written once in SQLite's dialect.
+
+PostgreSQL gets the same statements through `control_plane.store.schema.for_dialect`: integer
+columns widen to BIGINT, an `INTEGER PRIMARY KEY` becomes an identity column, and text compares
+byte by byte (COLLATE "C"), as SQLite's does, so every ORDER BY sorts alike on both.
+"""
 
 from __future__ import annotations
 
-from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
+from control_plane.store.db import Database
+from control_plane.store.schema import Migrations
 
 migrations = Migrations("tether")
 
@@ -11,7 +16,9 @@ migrations = Migrations("tether")
 @migrations(name="0001_initial")
 def initial(db: Database) -> None:
     db.executescript(
-        """
+        migrations.sql(
+            db,
+            """
         CREATE TABLE models (
             name TEXT PRIMARY KEY,
             last_version INTEGER NOT NULL DEFAULT 0,  -- versions are never reused
@@ -88,14 +95,17 @@ def initial(db: Database) -> None:
             models TEXT NOT NULL DEFAULT '{}'
         );
         CREATE INDEX agents_by_environment ON agents(environment);
-        """
+        """,
+        )
     )
 
 
 @migrations(name="0002_reports_events_policies")
 def reports_events_policies(db: Database) -> None:
     db.executescript(
-        """
+        migrations.sql(
+            db,
+            """
         ALTER TABLE versions ADD COLUMN profile_sha256 TEXT;
         ALTER TABLE versions ADD COLUMN profile_size INTEGER;
         CREATE TABLE reports (
@@ -143,21 +153,25 @@ def reports_events_policies(db: Database) -> None:
             next_attempt_at TEXT,
             delivered_at TEXT
         );
-        """
+        """,
+        )
     )
 
 
 @migrations(name="0003_signing")
 def signing(db: Database) -> None:
     db.executescript(
-        """
+        migrations.sql(
+            db,
+            """
         ALTER TABLE environments ADD COLUMN manifest_ttl INTEGER NOT NULL DEFAULT 604800;
         ALTER TABLE agents ADD COLUMN public_key TEXT;  -- verifies the agent's report exports
         ALTER TABLE agents ADD COLUMN last_import TEXT;  -- offline agents: last imported report
-        """
+        """,
+        )
     )
 
 
 @migrations(name="0004_lagging_agents_index")
 def lagging_agents_index(db: Database) -> None:
-    db.execute("CREATE INDEX agents_by_revision ON agents(environment, applied_revision)")
+    db.executescript("CREATE INDEX agents_by_revision ON agents(environment, applied_revision)")

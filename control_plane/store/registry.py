@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlite_utils import Database
-
 from common.clock import utcnow
 from common.schemas import (
     Artifact,
@@ -15,7 +13,7 @@ from common.schemas import (
     VersionMetadata,
     VersionPatch,
 )
-from control_plane.store.db import write_transaction
+from control_plane.store.db import Database, write_transaction
 from control_plane.store.rows import dict_rows, from_json, from_time, to_json, to_time
 
 

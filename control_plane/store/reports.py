@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from sqlite_utils import Database
-
 from common.clock import utcnow
 from common.reports import Report, StoredReport
-from control_plane.store.db import write_transaction
+from control_plane.store.db import Database, write_transaction
 from control_plane.store.rows import to_time
 
 

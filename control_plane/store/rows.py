@@ -1,11 +1,12 @@
-"""Turn JSON columns and timestamps to and from their SQLite text form."""
+"""Turn JSON columns and timestamps to and from their text form (the same on both engines)."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import datetime
 from typing import Any, overload
+
+from control_plane.store.db import Rows
 
 
 def to_json(value: Any) -> str | None:
@@ -40,7 +41,7 @@ def from_time(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
-def dict_rows(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+def dict_rows(cursor: Rows) -> list[dict[str, Any]]:
     """Fetch a cursor's rows as dicts keyed by column name."""
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

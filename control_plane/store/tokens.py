@@ -6,15 +6,12 @@ import builtins
 import hashlib
 import hmac
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlite_utils import Database
-
 from common.clock import utcnow
 from common.schemas import Role, TokenCreated, TokenInfo
-from control_plane.store.db import write_transaction
+from control_plane.store.db import Database, Rows, write_transaction
 from control_plane.store.errors import StateConflict
 from control_plane.store.rows import dict_rows, from_time, to_time
 
@@ -154,7 +151,7 @@ class TokenStore:
         return self._infos(self.db.execute(f"{LIVE_TOKENS} ORDER BY created_at"))
 
     @staticmethod
-    def _infos(cursor: sqlite3.Cursor) -> builtins.list[TokenInfo]:
+    def _infos(cursor: Rows) -> builtins.list[TokenInfo]:
         return [
             TokenInfo(
                 **{

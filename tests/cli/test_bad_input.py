@@ -209,7 +209,7 @@ def world(tmp_path_factory, wine_model_bytes):
     assert api.set_desired("staging", "wine", 1).status_code == 200
     tokens = {"viewer": api.create_token("viewer"), "wrong": "tether_admin_not-a-real-token"}
     yield app, api, Cli(app, admin_token), tokens
-    app.extensions["tether"].pool.close_all()
+    app.extensions["tether"].close()
 
 
 def fill(args: list[str], tmp_path: Path, wine_model_file: Path) -> list[str]:

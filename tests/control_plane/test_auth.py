@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 
 from tests.support.api import Api, assert_error
+from tests.support.store import change_rows, every_row
 
 
 @pytest.fixture
@@ -105,20 +105,15 @@ def test_enrollment_token_use_count_is_spent(world: Api):
 
 def test_expired_token_is_refused(world: Api, app):
     viewer = world.create_token("viewer", expires_in=60)
-    db = sqlite3.connect(app.extensions["tether"].settings.database_path)
-    with db:
-        db.execute(
-            "UPDATE tokens SET expires_at = '2000-01-01T00:00:00+00:00' WHERE role = 'viewer'"
-        )
-    db.close()
+    change_rows(
+        app, "UPDATE tokens SET expires_at = '2000-01-01T00:00:00+00:00' WHERE role = 'viewer'"
+    )
     assert_error(world.get("/api/v1/models", token=viewer), 401)
 
 
 def test_tokens_are_stored_only_as_hashes(world: Api, app):
     secret = world.create_token("viewer")
-    db = sqlite3.connect(app.extensions["tether"].settings.database_path)
-    dump = "\n".join(db.iterdump())
-    db.close()
+    dump = every_row(app)
     assert secret not in dump
     listing = world.get("/api/v1/tokens").get_data(as_text=True)
     assert secret not in listing
@@ -169,12 +164,9 @@ def test_the_last_working_admin_token_cannot_be_revoked(world: Api, app):
     assert world.get("/api/v1/models").status_code == 200
     # An expired second admin does not count: it could not sign anyone back in.
     world.create_token("admin", expires_in=60, description="expiring")
-    db = sqlite3.connect(app.extensions["tether"].settings.database_path)
-    with db:
-        db.execute(
-            "UPDATE tokens SET expires_at = '2000-01-01T00:00:00+00:00' WHERE id != ?", [first]
-        )
-    db.close()
+    change_rows(
+        app, "UPDATE tokens SET expires_at = '2000-01-01T00:00:00+00:00' WHERE id != ?", [first]
+    )
     assert_error(world.send("DELETE", f"/api/v1/tokens/{first}"), 409)
     second = world.create_token("admin", description="second")
     assert world.send("DELETE", f"/api/v1/tokens/{first}").status_code == 200

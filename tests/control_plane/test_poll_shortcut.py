@@ -7,6 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.test import Client
 
 from tests.support.api import Api, assert_error
+from tests.support.store import change_rows
 
 
 @pytest.fixture
@@ -98,9 +99,7 @@ def test_what_the_shortcut_refuses_gets_the_views_error(world: Api, app, who, st
         "staging agent": world.enroll("staging", hostname="c")["token"],
     }
     if who == "revoked":
-        db = app.extensions["tether"].thread_store().db
-        db.execute("UPDATE tokens SET revoked = 1 WHERE agent_id = ?", [agent["agent_id"]])
-        db.conn.commit()
+        change_rows(app, "UPDATE tokens SET revoked = 1 WHERE agent_id = ?", [agent["agent_id"]])
     headers = {"If-None-Match": etag}
     if tokens[who] is not None:
         headers["Authorization"] = f"Bearer {tokens[who]}"

@@ -23,7 +23,7 @@ def app(tmp_path_factory):
     """One control plane for the module: these tests only read."""
     application = create_app({"data_dir": tmp_path_factory.mktemp("pages") / "control-plane"})
     yield application
-    application.extensions["tether"].pool.close_all()
+    application.extensions["tether"].close()
 
 
 @pytest.fixture(scope="module")

@@ -62,7 +62,7 @@ def test_the_cookie_is_secure_over_https_or_when_configured(tmp_path: Path):
             **kwargs,
         )
         assert "Secure" in response.headers["Set-Cookie"]
-        app.extensions["tether"].pool.close_all()
+        app.extensions["tether"].close()
 
 
 @pytest.mark.parametrize(
@@ -129,13 +129,13 @@ def test_the_session_key_is_private_and_survives_a_restart(tmp_path: Path):
     assert sign_in(client, first.extensions["tether"].new_admin_token).status_code == 302
     key = data / "session.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600 and len(key.read_text().strip()) == 64
-    first.extensions["tether"].pool.close_all()
+    first.extensions["tether"].close()
     second = create_app({"data_dir": data})
     cookie = client.get_cookie("tether_session")
     again = second.test_client()
     again.set_cookie("tether_session", cookie.value)
     assert again.get("/").status_code == 200
-    second.extensions["tether"].pool.close_all()
+    second.extensions["tether"].close()
 
 
 def test_api_calls_get_no_session_cookie(client, admin_token):

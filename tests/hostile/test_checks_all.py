@@ -80,7 +80,7 @@ def world(tmp_path_factory, wine_model_bytes: bytes) -> Iterator[World]:
         server.shutdown()
         thread.join()
         server.server_close()
-        app.extensions["tether"].pool.close_all()
+        app.extensions["tether"].close()
 
 
 @schemathesis.check

@@ -1,0 +1,150 @@
+"""PostgreSQL, for replicas that share one database: psycopg 3 over a connection pool.
+
+A statement outside a transaction borrows a pooled connection (in autocommit) for just that
+statement, so a long-poll that sleeps between checks holds no connection. A write transaction
+keeps one connection for the thread until it ends, and first takes a transaction-scoped
+advisory lock, which serialises write transactions across every replica as SQLite's write lock
+does on one machine (see control_plane/store/db.py).
+
+The pool is opened on first use in each process: gunicorn forks its workers after the app is
+built, and a connection (or the pool's threads) must never be shared across a fork.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from control_plane.store.db import BUSY_TIMEOUT_MS
+
+# pg_advisory_xact_lock's key for "a Tether write transaction": any fixed 64-bit number.
+WRITE_LOCK = 0x7E7E_0001
+
+
+@lru_cache(maxsize=512)
+def placeholders(sql: str) -> str:
+    """Turn the store's `?` placeholders into psycopg's `%s` (and escape a literal %)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+@dataclass
+class Fetched:
+    """A statement's result, read in full before its connection went back to the pool."""
+
+    description: Any
+    rowcount: int
+    rows: list[Any] = field(default_factory=list)
+    _next: int = 0
+
+    def fetchone(self) -> Any:
+        if self._next >= len(self.rows):
+            return None
+        self._next += 1
+        return self.rows[self._next - 1]
+
+    def fetchall(self) -> list[Any]:
+        rest, self._next = self.rows[self._next :], len(self.rows)
+        return rest
+
+
+def _configure(conn: psycopg.Connection) -> None:
+    # As SQLite's busy timeout: a writer waits this long for the lock, then fails.
+    conn.execute(f"SET lock_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("SET idle_in_transaction_session_timeout = 60000")
+
+
+class PostgresDatabase:
+    """A pool of connections to one PostgreSQL database, shared by a process's threads."""
+
+    dialect = "postgresql"
+    errors: tuple[type[BaseException], ...] = (psycopg.Error,)
+
+    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+        self.url = url
+        self.pool_size = max(2, pool_size)
+        self._pool: ConnectionPool | None = None
+        self._pool_pid = 0
+        self._pool_lock = threading.Lock()
+        self._local = threading.local()
+
+    @property
+    def pool(self) -> ConnectionPool:
+        pool = self._pool
+        if pool is None or self._pool_pid != os.getpid():
+            with self._pool_lock:
+                if self._pool is None or self._pool_pid != os.getpid():
+                    # A pool inherited across a fork is the parent's: left alone, not closed,
+                    # since closing would end the parent's sessions on the shared sockets.
+                    self._pool = ConnectionPool(
+                        self.url,
+                        min_size=1,
+                        max_size=self.pool_size,
+                        kwargs={"autocommit": True},
+                        configure=_configure,
+                        name="tether",
+                        open=True,
+                    )
+                    self._pool_pid = os.getpid()
+                    self._local = threading.local()
+                pool = self._pool
+        return pool
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Fetched:
+        pinned: psycopg.Connection | None = getattr(self._local, "conn", None)
+        if pinned is not None:
+            return _run(pinned, sql, params)
+        with self.pool.connection() as conn:
+            return _run(conn, sql, params)
+
+    def executescript(self, sql: str) -> None:
+        pinned: psycopg.Connection | None = getattr(self._local, "conn", None)
+        if pinned is not None:
+            pinned.execute(sql.encode())
+            return
+        with self.pool.connection() as conn:
+            conn.execute(sql.encode())
+
+    @property
+    def in_transaction(self) -> bool:
+        return getattr(self._local, "conn", None) is not None
+
+    def rollback(self) -> None:
+        """Nothing to do: a transaction ends with the block that opened it."""
+
+    @contextmanager
+    def transaction(self, exclusive: bool = True) -> Iterator[PostgresDatabase]:
+        pinned: psycopg.Connection | None = getattr(self._local, "conn", None)
+        if pinned is not None:
+            with pinned.transaction():  # a savepoint of the open transaction
+                yield self
+            return
+        with self.pool.connection() as conn:
+            self._local.conn = conn
+            try:
+                with conn.transaction():
+                    if exclusive:
+                        conn.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_LOCK])
+                    yield self
+            finally:
+                self._local.conn = None
+
+    def close(self) -> None:
+        with self._pool_lock:
+            if self._pool is not None and self._pool_pid == os.getpid():
+                self._pool.close()
+            self._pool = None
+
+
+def _run(conn: psycopg.Connection, sql: str, params: Sequence[Any]) -> Fetched:
+    # Without parameters psycopg sends the text as it is, so a literal % stays single.
+    cursor = conn.execute(placeholders(sql), params) if params else conn.execute(sql.encode())
+    rows = cursor.fetchall() if cursor.description is not None else []
+    return Fetched(cursor.description, cursor.rowcount, rows)
