@@ -62,6 +62,10 @@ class BadDatabaseUrl(ValueError):
     """A database URL Tether cannot open."""
 
 
+class DatabaseUnavailable(RuntimeError):
+    """The database named cannot be reached or opened."""
+
+
 @dataclass(frozen=True)
 class DatabaseUrl:
     """A parsed `sqlite:///path` or `postgresql://user@host:port/db` URL."""
@@ -77,17 +81,14 @@ class DatabaseUrl:
             # As in SQLAlchemy: sqlite:///relative/tether.db, sqlite:////absolute/tether.db.
             if not rest.startswith("/") or rest == "/":
                 raise BadDatabaseUrl(
-                    f"database_url {url!r}: write sqlite:///relative/path.db or "
-                    "sqlite:////absolute/path.db"
+                    f"{url!r}: write sqlite:///relative/path.db or sqlite:////absolute/path.db"
                 )
             return cls("sqlite", url, Path(rest[1:]))
         if scheme in ("postgresql", "postgres") and sep:
             if not rest or (rest.startswith("/") and len(rest) == 1):
-                raise BadDatabaseUrl(f"database_url {url!r}: name a host or a database")
+                raise BadDatabaseUrl(f"{url!r}: name a host or a database")
             return cls("postgresql", url)
-        raise BadDatabaseUrl(
-            f"database_url {url!r}: expected sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
-        )
+        raise BadDatabaseUrl(f"{url!r}: expected sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
 
     @classmethod
     def for_file(cls, path: Path) -> DatabaseUrl:
@@ -119,7 +120,15 @@ def open_database(url: DatabaseUrl, *, pool_size: int = 8) -> Database:
 
 @contextmanager
 def opened(url: DatabaseUrl, *, pool_size: int = 2) -> Iterator[Database]:
-    """Open a database for one command's use and close it afterwards."""
+    """Open a database for one command's use and close it afterwards.
+
+    PostgreSQL is tried with one plain connection first, so an unreachable server fails in
+    seconds with the driver's reason rather than after the pool's wait.
+    """
+    if url.dialect == "postgresql":
+        from control_plane.store.postgres import check_connects
+
+        check_connects(url)
     db = open_database(url, pool_size=pool_size)
     try:
         yield db

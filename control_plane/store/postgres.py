@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from control_plane.store.db import BUSY_TIMEOUT_MS
+from control_plane.store.db import BUSY_TIMEOUT_MS, DatabaseUnavailable, DatabaseUrl
 
 # pg_advisory_xact_lock's key for "a Tether write transaction": any fixed 64-bit number.
 WRITE_LOCK = 0x7E7E_0001
@@ -53,6 +53,18 @@ class Fetched:
     def fetchall(self) -> list[Any]:
         rest, self._next = self.rows[self._next :], len(self.rows)
         return rest
+
+
+CONNECT_TIMEOUT_S = 5
+
+
+def check_connects(url: DatabaseUrl) -> None:
+    """Connect once, or raise DatabaseUnavailable with the server's or the network's reason."""
+    try:
+        psycopg.connect(url.url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True).close()
+    except psycopg.Error as error:
+        reason = " ".join(line.strip() for line in str(error).splitlines()) or repr(error)
+        raise DatabaseUnavailable(f"cannot connect to {url.shown}: {reason}") from None
 
 
 def _configure(conn: psycopg.Connection) -> None:

@@ -10,13 +10,8 @@ from typing import Any
 
 from flask import Flask
 
+from control_plane.store.copy import TABLES
 from control_plane.store.db import write_transaction
-
-# Every table the store keeps, in an order that copies without breaking a foreign key.
-TABLES = (
-    "models", "versions", "environments", "desired", "history", "tokens", "agents",
-    "reports", "events", "blocked_versions", "webhook_deliveries",
-)  # fmt: skip
 
 
 def integrity(data_dir: Path) -> str:
