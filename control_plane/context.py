@@ -12,11 +12,13 @@ from typing import cast
 from flask import current_app, g
 
 from control_plane.artifacts import ArtifactFiles
+from control_plane.change_feed import ChangeFeed
 from control_plane.keys import KeyRing
-from control_plane.long_poll import WaitRoom
+from control_plane.long_poll import ANNOUNCED_LONG_POLL_STEP, LONG_POLL_STEP, WaitRoom
 from control_plane.settings import ControlPlaneSettings
 from control_plane.store import Store
 from control_plane.store.db import open_database
+from control_plane.store.environments import DESIRED_CHANGED
 
 
 class TetherState:
@@ -30,7 +32,21 @@ class TetherState:
         self.artifacts = ArtifactFiles(settings.artifacts_dir)
         self.keys = KeyRing(settings.keys_dir)
         self.wait_room = WaitRoom(settings.long_poll_capacity)
+        # Replicas hear each other's changes; one machine's workers look every step.
+        self.change_feed = (
+            ChangeFeed(settings.listen_url, DESIRED_CHANGED, self.wait_room.wake)
+            if settings.replicated
+            else None
+        )
         self.new_admin_token: str | None = None
+
+    def long_poll_step(self) -> float:
+        """Seconds a held long-poll sleeps between looks at its revision."""
+        feed = self.change_feed
+        if feed is None:
+            return LONG_POLL_STEP
+        feed.ensure_running()
+        return ANNOUNCED_LONG_POLL_STEP if feed.listening else LONG_POLL_STEP
 
     def thread_store(self) -> Store:
         """Return the store: one for the app, safe to share between its threads."""
@@ -38,6 +54,8 @@ class TetherState:
 
     def close(self) -> None:
         """Close the database's connections (tests, and a process that is stopping)."""
+        if self.change_feed is not None:
+            self.change_feed.stop()
         self.database.close()
 
 

@@ -12,6 +12,10 @@ so two bounds apply, per worker process:
 
 Neither bound changes an answer's meaning: a displaced or unseated wait is a 304 the agent
 would have had at the deadline, only sooner.
+
+A held wait looks at its revision again every `step` seconds, and at once when woken: on
+PostgreSQL a change made through any replica is announced (control_plane/change_feed.py) and
+wakes every seat, so the step is only the fallback for when announcements are not arriving.
 """
 
 from __future__ import annotations
@@ -20,25 +24,37 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+# How often a held long-poll reads its revision: without announcements (SQLite, or a lost
+# change feed), and with them, when a look is only a safety net.
+LONG_POLL_STEP = 0.25
+ANNOUNCED_LONG_POLL_STEP = 5.0
+
 
 class WaitSeat:
-    """One held long-poll: woken early when a newer wait from the same caller displaces it."""
+    """One held long-poll: woken early by a change anywhere, or displaced by a newer wait."""
 
-    __slots__ = ("_displaced",)
+    __slots__ = ("_displaced", "_woken", "environment")
 
-    def __init__(self) -> None:
-        self._displaced = threading.Event()
+    def __init__(self, environment: str) -> None:
+        self.environment = environment
+        self._displaced = False
+        self._woken = threading.Event()
 
     @property
     def displaced(self) -> bool:
-        return self._displaced.is_set()
+        return self._displaced
 
-    def pause(self, seconds: float) -> bool:
-        """Sleep up to `seconds`; return True at once if the seat was displaced meanwhile."""
-        return self._displaced.wait(seconds)
+    def pause(self, seconds: float) -> None:
+        """Sleep up to `seconds`, or until woken: then the caller looks again (or leaves)."""
+        if self._woken.wait(seconds):
+            self._woken.clear()
+
+    def wake(self) -> None:
+        self._woken.set()
 
     def displace(self) -> None:
-        self._displaced.set()
+        self._displaced = True
+        self._woken.set()
 
 
 class WaitRoom:
@@ -55,23 +71,31 @@ class WaitRoom:
         return len(self._seats)
 
     @contextmanager
-    def seat(self, caller: str) -> Iterator[WaitSeat | None]:
+    def seat(self, caller: str, environment: str) -> Iterator[WaitSeat | None]:
         """Hold a seat for `caller` while the block runs, or yield None when the room is full."""
-        taken = self._take(caller)
+        taken = self._take(caller, environment)
         try:
             yield taken
         finally:
             if taken is not None:
                 self._leave(caller, taken)
 
-    def _take(self, caller: str) -> WaitSeat | None:
+    def wake(self, environment: str) -> None:
+        """Wake the long-polls of `environment` ("" for all) to read their revision again."""
+        with self._lock:
+            seats = list(self._seats.values())
+        for seat in seats:
+            if not environment or seat.environment == environment:
+                seat.wake()
+
+    def _take(self, caller: str, environment: str) -> WaitSeat | None:
         with self._lock:
             previous = self._seats.pop(caller, None)
             if previous is not None:
                 previous.displace()  # its seat passes to the newer wait: the count is unchanged
             elif len(self._seats) >= self.capacity:
                 return None
-            seat = self._seats[caller] = WaitSeat()
+            seat = self._seats[caller] = WaitSeat(environment)
             return seat
 
     def _leave(self, caller: str, seat: WaitSeat) -> None:

@@ -1,4 +1,8 @@
-"""Run the policy engine and webhook deliveries on a schedule, in one process of the server."""
+"""Run the policy engine and webhook deliveries on a schedule, in one process of the fleet.
+
+Each server's master process runs the schedule; a pass does work only where this process
+leads (control_plane/leadership.py): the one server on SQLite, one replica on PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 
 from control_plane.context import get_store, state
+from control_plane.leadership import Leadership, leadership_for
 from control_plane.policy_runner import run_policies
 from control_plane.webhooks import deliver_due
 
@@ -20,7 +25,9 @@ class PolicyScheduler:
 
     def __init__(self, app: Flask) -> None:
         self.app = app
-        self.interval = state_of(app).settings.policy_interval
+        settings = state_of(app).settings
+        self.interval = settings.policy_interval
+        self.leadership: Leadership = leadership_for(settings.database.url, settings.replicated)
         self.client = httpx.Client(timeout=5.0)
         self.scheduler = BackgroundScheduler(daemon=True)
 
@@ -41,6 +48,8 @@ class PolicyScheduler:
         """Run one pass; a failure is logged and the next pass tries again."""
         with self.app.app_context():
             try:
+                if not self.leadership.leads():
+                    return
                 store = get_store()
                 run_policies(store, state().artifacts)
                 deliver_due(store, self.client)
@@ -50,6 +59,7 @@ class PolicyScheduler:
     def stop(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        self.leadership.release()
         self.client.close()
 
 

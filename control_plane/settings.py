@@ -20,6 +20,11 @@ class ControlPlaneSettings(BaseModel):
         default=None,
         description="sqlite:///PATH or postgresql://USER@HOST:PORT/DB; None: DATA_DIR/tether.db.",
     )
+    database_listen_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL for the one LISTEN session per process, when database_url "
+        "goes through a pooler in transaction mode; None: database_url.",
+    )
     secrets_dir: Path | None = Field(
         default=None,
         description="Signing keys and the dashboard's session key; replicas share one. "
@@ -61,7 +66,7 @@ class ControlPlaneSettings(BaseModel):
         default=12 * 3600, ge=60, description="Seconds a dashboard sign-in lasts."
     )
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_listen_url")
     @classmethod
     def _database_url_opens(cls, value: str | None) -> str | None:
         if value is not None:
@@ -84,6 +89,11 @@ class ControlPlaneSettings(BaseModel):
         if self.database_url is None:
             return DatabaseUrl.for_file(self.data_dir / "tether.db")
         return DatabaseUrl.parse(self.database_url)
+
+    @property
+    def listen_url(self) -> str:
+        """Where to LISTEN for changes other replicas announce (PostgreSQL only)."""
+        return self.database_listen_url or self.database.url
 
     @property
     def replicated(self) -> bool:

@@ -30,7 +30,6 @@ from control_plane.store import Store
 
 bp = Blueprint("agents", __name__, url_prefix="/api/v1")
 TAG = "agents"
-LONG_POLL_STEP = 0.25
 
 
 class ManifestQuery(BaseModel):
@@ -104,12 +103,17 @@ def manifest(agent_id: str):
     etag = manifest_etag(revision, state().keys.current().tag)
     unchanged = _agent_has(etag)
     if unchanged and wait > 0:
-        with state().wait_room.seat(f"{principal.token_id}:{agent_id}") as seat:
+        with state().wait_room.seat(f"{principal.token_id}:{agent_id}", environment) as seat:
             # No seat (the worker holds all the waits it may): answered now, as a short poll.
             deadline = time.monotonic() + wait
+            # The first look comes at once: a change announced before the seat was taken
+            # would not wake it.
+            pause = 0.0
             while seat is not None and unchanged and time.monotonic() < deadline:
-                if seat.pause(LONG_POLL_STEP):
+                seat.pause(max(0.0, min(pause, deadline - time.monotonic())))
+                if seat.displaced:
                     break  # a newer wait from the same caller took over
+                pause = state().long_poll_step()
                 revision, updated_at, lagging = _poll_state(store, environment)
                 etag = manifest_etag(revision, state().keys.current().tag)
                 unchanged = _agent_has(etag)

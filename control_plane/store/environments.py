@@ -16,6 +16,10 @@ from control_plane.store.rows import dict_rows, from_json, from_time, to_json, t
 # entry (None removes the model) and the previous primary to remember.
 Change = Callable[[DesiredModel | None, int | None], tuple[DesiredModel | None, int | None]]
 
+# The channel a desired-state change is announced on (payload: the environment's name), so
+# long-polls held by other replicas wake at once: control_plane/change_feed.py.
+DESIRED_CHANGED = "tether_desired_changed"
+
 
 class EnvironmentStore:
     """Read and change environments and their desired state."""
@@ -149,6 +153,7 @@ class EnvironmentStore:
                 "UPDATE environments SET revision = ?, updated_at = ? WHERE name = ?",
                 [revision, now, environment],
             )
+            db.notify(DESIRED_CHANGED, environment)
             db.execute(
                 """INSERT INTO history (environment, revision, model, action, actor, at, before,
                    after, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",

@@ -131,6 +131,10 @@ class PostgresDatabase:
     def rollback(self) -> None:
         """Nothing to do: a transaction ends with the block that opened it."""
 
+    def notify(self, channel: str, payload: str) -> None:
+        # Delivered to every LISTENing session when the transaction commits, never before.
+        self.execute("SELECT pg_notify(?, ?)", [channel, payload])
+
     @contextmanager
     def transaction(self, exclusive: bool = True) -> Iterator[PostgresDatabase]:
         pinned: psycopg.Connection | None = getattr(self._local, "conn", None)

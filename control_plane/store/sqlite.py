@@ -72,6 +72,9 @@ class SqliteDatabase:
     def rollback(self) -> None:
         self.conn.rollback()
 
+    def notify(self, channel: str, payload: str) -> None:
+        """Nothing to send: one machine's workers see a change at their next check."""
+
     @contextmanager
     def transaction(self, exclusive: bool = True) -> Iterator[SqliteDatabase]:
         # One writer at a time whatever `exclusive` says: that is how SQLite writes.
