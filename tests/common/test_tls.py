@@ -17,12 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common.tls import TlsFiles, TlsFilesError, describe_tls_failure, ssl_context
-from scripts.cluster.pki import PkiFiles, certificate_pem, issue, new_ca, write_issued, write_pki
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> PkiFiles:
-    return write_pki(tmp_path_factory.mktemp("pki"))
+from scripts.cluster.pki import PkiFiles, certificate_pem, issue, new_ca, write_issued
 
 
 def test_the_keys_are_private_and_the_server_names_loopback(pki):
