@@ -221,14 +221,6 @@ class LocalNginx:
         self.stop()
         raise NginxError(f"nginx did not accept on port {self.site.port} in {timeout} s")
 
-    def reload(self, site: NginxSite) -> None:
-        """Render the config for `site` and have the running nginx take it up (SIGHUP)."""
-        self.site = site
-        self.conf = write_config(site, self.prefix)
-        self.check()
-        assert self.process is not None
-        self.process.send_signal(1)  # SIGHUP: new workers with the new config
-
     def stop(self) -> None:
         """Stop nginx (fast shutdown: SIGTERM), waiting for its workers to exit."""
         if self.process is not None and self.process.poll() is None:
