@@ -74,6 +74,7 @@ class AgentDaemon:
             agent_id=found.agent_id,
             timeout=settings.request_timeout,
             transport=OfflineTransport() if self.offline else transport,
+            tls=None if self.offline else settings.tls_files(found.tls),
         )
         self.cache = ArtifactCache(
             artifacts_dir(settings.data_dir),

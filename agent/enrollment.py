@@ -23,6 +23,7 @@ from agent.sync.client import ClientError, ControlPlaneClient
 from common.clock import utcnow
 from common.schemas import EnrollRequest
 from common.signing import PublicKey, describe, load_private_key_pem
+from common.tls import TlsFiles, TlsFilesError
 from common.version import package_version
 
 
@@ -61,12 +62,20 @@ def enroll_online(
     labels: dict[str, str] | None = None,
     timeout: float = 30.0,
     transport: httpx.BaseTransport | None = None,
+    tls: TlsFiles | None = None,
 ) -> Enrolled:
-    """Exchange an enrollment token for an identity; store it only once every check passed."""
+    """Exchange an enrollment token for an identity; store it only once every check passed.
+
+    `tls` (a private CA, a client certificate) is used for the request and stored with the
+    identity, so that `tether agent run` connects the same way.
+    """
+    tls = (tls or TlsFiles()).absolute()
     key, request = enrollment_request(hostname or socket.gethostname(), labels or {})
     try:
-        with ControlPlaneClient(url, timeout=timeout, transport=transport) as client:
+        with ControlPlaneClient(url, timeout=timeout, transport=transport, tls=tls) as client:
             answer = client.enroll(token, request)
+    except TlsFilesError as error:
+        raise EnrollmentFailed(f"enrollment failed: {error}; nothing was stored") from None
     except ClientError as error:
         raise EnrollmentFailed(f"enrollment failed: {error}") from None
     if answer.environment != environment:
@@ -89,6 +98,9 @@ def enroll_online(
         hostname=request.hostname,
         labels=request.labels,
         enrolled_at=utcnow(),
+        ca_file=tls.ca_file,
+        client_cert=tls.client_cert,
+        client_key=tls.client_key,
     )
     save_enrollment(data_dir, identity, key, trusted)
     return Enrolled(identity, trusted)

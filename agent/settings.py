@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from common.config import load_settings
+from common.tls import TlsFiles
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -33,6 +34,14 @@ class AgentSettings(BaseModel):
     url: str | None = Field(
         default=None, description="Control plane URL; defaults to the one enrolled with."
     )
+    ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA certificate(s) to trust instead of the system's (a private CA).",
+    )
+    client_cert: Path | None = Field(
+        default=None, description="PEM client certificate, for control planes that ask for one."
+    )
+    client_key: Path | None = Field(default=None, description="client_cert's PEM private key.")
     mode: Literal["online", "offline"] = Field(
         default="online",
         description="offline: never connect; models come from `tether agent import-bundle`.",
@@ -94,6 +103,15 @@ class AgentSettings(BaseModel):
         if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError(f"{value!r} is not one of debug, info, warning, error, critical")
         return value.lower()
+
+    def tls_files(self, enrolled: TlsFiles | None = None) -> TlsFiles:
+        """Return the TLS files to use: each one set here wins over the one enrolled with."""
+        enrolled = enrolled or TlsFiles()
+        return TlsFiles(
+            self.ca_file or enrolled.ca_file,
+            self.client_cert or enrolled.client_cert,
+            self.client_key or enrolled.client_key,
+        )
 
     @property
     def serve_host(self) -> str:

@@ -30,3 +30,31 @@ def data_dir_option(
         envvar=envvar,
         help=help,
     )
+
+
+def tls_options(command: F) -> F:
+    """Add --ca-file, --client-cert and --client-key: how to reach a control plane over TLS."""
+    file = click.Path(dir_okay=False, path_type=Path)
+    for name, variable, help in reversed(
+        (
+            (
+                "--ca-file",
+                "TETHER_CA_FILE",
+                "PEM CA certificate to trust instead of the system's (a private CA)",
+            ),
+            (
+                "--client-cert",
+                "TETHER_CLIENT_CERT",
+                "PEM client certificate, where the control plane requires one",
+            ),
+            (
+                "--client-key",
+                "TETHER_CLIENT_KEY",
+                "The client certificate's PEM private key (unencrypted, mode 0600)",
+            ),
+        )
+    ):
+        command = click.option(
+            name, type=file, metavar="FILE", envvar=variable, help=f"{help} [${variable}]."
+        )(command)
+    return command

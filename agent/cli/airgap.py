@@ -21,7 +21,7 @@ from agent.cli.options import (
     load_settings_or_exit,
     parse_labels,
 )
-from common.cli_options import json_option
+from common.cli_options import json_option, tls_options
 from common.names import InvalidName, check_name
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ BIG_BUNDLE = 64 * MIB  # a hand-off this big shows its progress
     envvar="TETHER_TOKEN",
     help="Admin token [$TETHER_TOKEN].",
 )
+@tls_options
 @click.option("--hostname", metavar="NAME", help="Name the agent reports [offline-ENV].")
 @click.option(
     "--label", "labels", multiple=True, metavar="KEY=VALUE", help="A label to report, repeatable."
@@ -65,6 +66,9 @@ def provision(
     out: Path,
     url: str,
     token: str,
+    ca_file: Path | None,
+    client_cert: Path | None,
+    client_key: Path | None,
     hostname: str | None,
     labels: tuple[str, ...],
     force: bool,
@@ -89,6 +93,7 @@ def provision(
     from common.clock import utcnow
     from common.files import write_secret_file
     from common.signing import private_key_pem
+    from common.tls import TlsFiles, TlsFilesError
 
     try:
         check_name(environment, "environment name")
@@ -98,11 +103,12 @@ def provision(
         raise click.ClickException(f"{out} exists; pass --force to overwrite it")
     key, request = enrollment_request(hostname or f"offline-{environment}", parse_labels(labels))
     transport = click.get_current_context().find_object(httpx.BaseTransport)
+    tls = TlsFiles(ca_file, client_cert, client_key)
     try:
-        with ControlPlaneClient(url, token, transport=transport) as client:
+        with ControlPlaneClient(url, token, transport=transport, tls=tls) as client:
             answer = client.provision(environment, request)
         keys = choose_trust(answer.signing_keys, None)
-    except (ClientError, TrustError) as error:
+    except (ClientError, TrustError, TlsFilesError) as error:
         raise click.ClickException(f"provisioning failed: {error}") from None
     provisioned = ProvisionFile(
         agent_id=answer.agent_id,

@@ -20,7 +20,7 @@ from agent.cli.options import (
     load_settings_or_exit,
     parse_labels,
 )
-from common.cli_options import json_option
+from common.cli_options import json_option, tls_options
 from common.display import ago, format_table, when
 
 
@@ -55,6 +55,7 @@ from common.display import ago, format_table, when
     "--label", "labels", multiple=True, metavar="KEY=VALUE", help="A label to report, repeatable."
 )
 @click.option("--force", is_flag=True, help="Enroll again even if this data dir has an identity.")
+@tls_options
 @config_option
 @json_option
 def enroll(
@@ -67,6 +68,9 @@ def enroll(
     hostname: str | None,
     labels: tuple[str, ...],
     force: bool,
+    ca_file: Path | None,
+    client_cert: Path | None,
+    client_key: Path | None,
     config_file: Path | None,
     as_json: bool,
 ) -> None:
@@ -78,10 +82,16 @@ def enroll(
     trusted on first use, with a warning. With --from-file (an air-gapped host) the same is
     read from a `tether agent provision` file, with no network.
 
+    Over https with a private CA, --ca-file names the CA to trust; where the control plane
+    requires client certificates, --client-cert and --client-key name this host's. All three
+    are checked before the request and kept with the identity for `tether agent run`.
+
     \b
     Example:
       tether agent enroll --url http://10.0.0.5:8500 --env production \\
           --token tether_enroll_... --pin SHA256:9xV... --label zone=eu-1
+      tether agent enroll --url https://tether.internal --env production \\
+          --token tether_enroll_... --ca-file /etc/tether/tls/ca.pem
       tether agent enroll --from-file edge-7.tether-agent --data-dir /var/lib/tether
     """
     from agent.airgap.exports import OfflineError
@@ -89,7 +99,14 @@ def enroll(
     from agent.enrollment import EnrollmentFailed, enroll_from_file, enroll_online
     from agent.local.state import StateError, StateStore
 
-    settings = load_settings_or_exit(config_file, data_dir=data_dir, url=url)
+    settings = load_settings_or_exit(
+        config_file,
+        data_dir=data_dir,
+        url=url,
+        ca_file=ca_file,
+        client_cert=client_cert,
+        client_key=client_key,
+    )
     store = StateStore(settings.data_dir)
     try:
         existing = store.load_identity()
@@ -126,6 +143,7 @@ def enroll(
                 hostname=hostname,
                 labels=parse_labels(labels),
                 timeout=settings.request_timeout,
+                tls=settings.tls_files(),
                 # Tests hand in an in-process transport as the click `obj`.
                 transport=click.get_current_context().find_object(httpx.BaseTransport),
             )
@@ -199,6 +217,7 @@ def run(
     from agent.daemon import AgentDaemon, NotEnrolled, StartupError
     from agent.local.state import StateError
     from common.logs import configure_logging
+    from common.tls import TlsFilesError
 
     settings = load_settings_or_exit(
         config_file,
@@ -212,7 +231,7 @@ def run(
     transport = click.get_current_context().find_object(httpx.BaseTransport)
     try:
         daemon = AgentDaemon(settings, transport=transport)
-    except (NotEnrolled, StateError) as error:
+    except (NotEnrolled, StateError, TlsFilesError) as error:
         raise click.ClickException(str(error)) from None
     try:
         daemon.run_forever()

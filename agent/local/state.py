@@ -1,6 +1,7 @@
 """The agent's local state on disk, readable without the network.
 
-    DATA_DIR/identity.json   agent id, token, control plane URL, environment   (mode 0600)
+    DATA_DIR/identity.json   agent id, token, control plane URL and TLS files,  (mode 0600)
+                             environment
     DATA_DIR/state.json      what is applied and how each model is doing        (no secrets)
 
 `state.json` is also the contract with `agent.embedded.LocalModels`: its `applied` key holds
@@ -30,6 +31,7 @@ from agent.local.datadir import IDENTITY_FILE, STATE_FILE
 from common.clock import utcnow
 from common.files import write_atomic
 from common.schemas import ActualModel, Heartbeat, Manifest
+from common.tls import TlsFiles
 from common.version import package_version
 
 log = logging.getLogger("tether.agent.state")
@@ -49,6 +51,14 @@ class Identity(BaseModel):
     hostname: str
     labels: dict[str, str] = Field(default_factory=dict)
     enrolled_at: datetime
+    # The TLS files given at enrollment (absolute paths), used unless agent.toml names others.
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+    @property
+    def tls(self) -> TlsFiles:
+        return TlsFiles(self.ca_file, self.client_cert, self.client_key)
 
 
 class AppliedEntry(BaseModel):

@@ -33,6 +33,7 @@ from common.schemas import (
     HeartbeatAck,
     SignedManifest,
 )
+from common.tls import TlsFiles, describe_tls_failure, ssl_context
 
 log = logging.getLogger("tether.agent.client")
 
@@ -109,18 +110,22 @@ class ControlPlaneClient:
         agent_id: str | None = None,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
+        """`tls` names a private CA and a client certificate; a bad file raises TlsFilesError."""
         self.url = url.rstrip("/")
         self.agent_id = agent_id
         self.timeout = timeout
         headers = {"User-Agent": USER_AGENT}
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        # Checked even when a transport is given, so bad files fail before anything is stored.
+        self._ssl = ssl_context(tls) if tls is not None and not tls.is_default else None
         self._http = self._new_http(headers, transport)
         # Artifact bodies take the copy-free transport, unless a proxy must carry them or a
         # transport was given (tests): then they share the API's.
         if transport is None and goes_direct(self.url):
-            self._bodies = self._new_http(headers, BodyTransport())
+            self._bodies = self._new_http(headers, BodyTransport(self._ssl))
         else:
             self._bodies = self._http
 
@@ -132,6 +137,7 @@ class ControlPlaneClient:
             headers=headers,
             timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
             transport=transport,
+            verify=self._ssl or True,
             follow_redirects=False,
         )
 
@@ -336,5 +342,7 @@ def _unquote(etag: str | None) -> str | None:
 
 
 def _describe(error: BaseException | None) -> str:
+    if error is not None and (tls_failure := describe_tls_failure(error)):
+        return tls_failure
     text = str(error) if error is not None else ""
     return f"{type(error).__name__}: {text}" if text else type(error).__name__

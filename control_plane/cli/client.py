@@ -37,6 +37,7 @@ from common.schemas import (
     TokenInfo,
     TokenList,
 )
+from common.tls import TlsFiles, describe_tls_failure, ssl_context
 from common.version import package_version
 from control_plane.cli.config import Target
 from control_plane.cli.upload import CountingReader
@@ -52,11 +53,16 @@ class Unreachable(TetherError):
     """The control plane could not be reached at all."""
 
     def __init__(self, url: str, error: httpx.TransportError) -> None:
-        reason = str(error) or type(error).__name__
-        super().__init__(
-            f"cannot reach the control plane at {url}: {reason} "
-            "(is `tether server` running there? set --url or TETHER_URL)"
-        )
+        tls_failure = describe_tls_failure(error)
+        if tls_failure is not None:
+            message = f"cannot talk to the control plane at {url}: {tls_failure}"
+        else:
+            reason = str(error) or type(error).__name__
+            message = (
+                f"cannot reach the control plane at {url}: {reason} "
+                "(is `tether server` running there? set --url or TETHER_URL)"
+            )
+        super().__init__(message)
         self.url = url
 
 
@@ -75,7 +81,9 @@ class OperatorClient:
         *,
         transport: httpx.BaseTransport | None = None,
         timeout: float = 30.0,
+        tls: TlsFiles | None = None,
     ) -> None:
+        """`tls` names a private CA and a client certificate; a bad file raises TlsFilesError."""
         headers = {"User-Agent": f"tether-cli/{package_version()}", "Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -85,6 +93,7 @@ class OperatorClient:
             headers=headers,
             transport=transport,
             timeout=httpx.Timeout(timeout, connect=5.0),
+            verify=ssl_context(tls) if tls is not None and not tls.is_default else True,
         )
 
     def __enter__(self) -> OperatorClient:
@@ -336,4 +345,4 @@ class ClientFactory:
 
     def open(self, target: Target) -> OperatorClient:
         """Return a client for `target`, over this factory's transport if it has one."""
-        return OperatorClient(target.url, target.token, transport=self.transport)
+        return OperatorClient(target.url, target.token, transport=self.transport, tls=target.tls)

@@ -16,8 +16,10 @@ from typing import Any, TypeVar
 import click
 import httpx
 
+from common.cli_options import tls_options
 from common.errors import ApiResponseError, TetherError
 from common.names import InvalidName, check_name
+from common.tls import TlsFiles
 from control_plane.cli.client import ClientFactory
 from control_plane.cli.config import CliConfigError, Target, resolve_target
 
@@ -25,7 +27,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def with_client(command: F) -> F:
-    """Add --url and --token, and call the command with an open OperatorClient first."""
+    """Add --url, --token and the TLS options; call the command with an open OperatorClient."""
 
     @click.option(
         "--url",
@@ -33,10 +35,19 @@ def with_client(command: F) -> F:
         help="Control plane URL [$TETHER_URL, cli.toml, http://127.0.0.1:8500].",
     )
     @click.option("--token", metavar="TOKEN", help="API token [$TETHER_TOKEN, cli.toml].")
+    @tls_options
     @functools.wraps(command)
-    def wrapper(*args: Any, url: str | None, token: str | None, **kwargs: Any) -> Any:
+    def wrapper(
+        *args: Any,
+        url: str | None,
+        token: str | None,
+        ca_file: Path | None,
+        client_cert: Path | None,
+        client_key: Path | None,
+        **kwargs: Any,
+    ) -> Any:
         try:
-            target = resolve_target(url, token)
+            target = resolve_target(url, token, tls=TlsFiles(ca_file, client_cert, client_key))
         except CliConfigError as error:
             raise click.ClickException(str(error)) from None
         # Tests hand in a ClientFactory, or a bare transport as `tether agent` takes, as `obj`.

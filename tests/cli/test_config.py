@@ -108,3 +108,32 @@ def test_a_bare_transport_as_obj_also_works(app, admin_token):
         obj=httpx.WSGITransport(app=app),
     )
     assert result.exit_code == 0 and "No environments yet" in result.stdout
+
+
+def test_tls_files_come_from_flags_then_cli_toml_relative_to_it(isolated_cli):
+    from common.tls import TlsFiles
+
+    path = write_config(
+        isolated_cli, 'ca_file = "ca.pem"\nclient_cert = "~/me.pem"\nclient_key = "/k/me.key"\n'
+    )
+    target = resolve_target(None, None, {"XDG_CONFIG_HOME": str(isolated_cli)})
+    assert target.tls == TlsFiles(path.parent / "ca.pem", Path.home() / "me.pem", Path("/k/me.key"))
+    flagged = resolve_target(
+        None, None, {"XDG_CONFIG_HOME": str(isolated_cli)}, tls=TlsFiles(Path("/flag/ca.pem"))
+    )
+    assert flagged.tls.ca_file == Path("/flag/ca.pem")
+    assert flagged.tls.client_key == Path("/k/me.key")
+
+
+def test_a_bad_ca_file_is_named_before_anything_is_sent(isolated_cli, tmp_path):
+    seen: list[httpx.Request] = []
+    transport = httpx.MockTransport(lambda request: seen.append(request) or httpx.Response(200))
+    result = CliRunner().invoke(
+        cli,
+        ["model", "list", "--url", "https://tether.test", "--token", "t"],
+        env={"TETHER_CA_FILE": str(tmp_path / "nope.pem")},
+        obj=transport,
+    )
+    assert result.exit_code == 1
+    assert f"CA file {tmp_path / 'nope.pem'} does not exist" in result.output
+    assert seen == []

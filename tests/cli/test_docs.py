@@ -13,7 +13,15 @@ from common.cli import cli
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 # Documented once, at the top of docs/cli.md, rather than in every section.
-SHARED_OPTIONS = {"--help", "--url", "--token", "--json"}
+SHARED_OPTIONS = {
+    "--help",
+    "--url",
+    "--token",
+    "--json",
+    "--ca-file",
+    "--client-cert",
+    "--client-key",
+}
 NOT_BUILT_YET = {"agent"}  # its module comes with the agent's issue; checked once it imports
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +65,28 @@ class AgentProcess:
         self.log_path = data_dir.parent / f"agent-{self.port}.log"
 
     def enroll(
-        self, control_plane: str, environment: str, token: str, hostname: str = "e2e"
+        self,
+        control_plane: str,
+        environment: str,
+        token: str,
+        hostname: str = "e2e",
+        extra_args: Sequence[str] = (),
     ) -> str:
         """Run `tether agent enroll` and return the agent id."""
+        done = self.try_enroll(control_plane, environment, token, hostname, extra_args)
+        if done.returncode != 0:
+            raise RuntimeError(f"enroll failed: {self.enroll_output}")
+        return json.loads(done.stdout)["agent_id"]
+
+    def try_enroll(
+        self,
+        control_plane: str,
+        environment: str,
+        token: str,
+        hostname: str = "e2e",
+        extra_args: Sequence[str] = (),
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `tether agent enroll` and return what it did, failed or not."""
         done = subprocess.run(
             [
                 *TETHER,
@@ -83,6 +103,7 @@ class AgentProcess:
                 "--hostname",
                 hostname,
                 "--json",
+                *extra_args,
             ],
             capture_output=True,
             text=True,
@@ -90,11 +111,7 @@ class AgentProcess:
             timeout=60,
         )
         self.enroll_output = done.stdout + done.stderr
-        if done.returncode != 0:
-            raise RuntimeError(f"enroll failed: {self.enroll_output}")
-        import json
-
-        return json.loads(done.stdout)["agent_id"]
+        return done
 
     def start(self) -> AgentProcess:
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()

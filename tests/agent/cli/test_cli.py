@@ -185,3 +185,59 @@ def test_help_loads_no_model_or_statistics_library():
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_enroll_keeps_the_tls_files_for_run_and_settings_win_over_them(
+    api, env, transport, tmp_path, pki, monkeypatch
+):
+    token = api.create_token("enrollment", environment=env)
+    monkeypatch.chdir(pki.ca_cert.parent)  # relative paths are stored absolute
+    tls = ["--ca-file", "ca.pem", "--client-cert", "client.pem", "--client-key", "client.key"]
+    result = tether(*enroll_args(tmp_path / "a", token, *tls), obj=transport)
+    assert result.exit_code == 0, result.output
+    stored = json.loads((tmp_path / "a" / "identity.json").read_text())
+    assert (stored["ca_file"], stored["client_key"]) == (str(pki.ca_cert), str(pki.client_key))
+
+    from agent.local.state import StateStore
+    from agent.settings import AgentSettings
+
+    identity = StateStore(tmp_path / "a").load_identity()
+    assert identity is not None
+    other_ca = tmp_path / "other-ca.pem"
+    chosen = AgentSettings(ca_file=other_ca).tls_files(identity.tls)
+    assert (chosen.ca_file, chosen.client_cert) == (other_ca, pki.client_cert)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ca-file", "missing.pem"], "/missing.pem does not exist"),
+        (["--client-cert", "client.pem"], "client_key is not"),
+        (["--ca-file", "client.key"], "holds no PEM certificate"),
+        (["--client-cert", "client.pem", "--client-key", "ca.key"], "does not match"),
+    ],
+    ids=["missing-ca", "cert-without-key", "key-as-ca", "key-of-another"],
+)
+def test_enroll_refuses_bad_tls_files_and_stores_nothing(
+    api, env, transport, tmp_path, pki, monkeypatch, args, message
+):
+    token = api.create_token("enrollment", environment=env)
+    monkeypatch.chdir(pki.ca_cert.parent)
+    result = tether(*enroll_args(tmp_path / "a", token, *args), obj=transport)
+    assert result.exit_code == 1
+    assert message in result.output and "nothing was stored" in result.output
+    assert not (tmp_path / "a" / "identity.json").exists()
+    assert api.get("/api/v1/agents").get_json()["agents"] == []
+
+
+def test_run_with_a_bad_ca_file_is_a_clear_error(api, env, transport, tmp_path):
+    token = api.create_token("enrollment", environment=env)
+    assert tether(*enroll_args(tmp_path / "a", token), obj=transport).exit_code == 0
+    result = CliRunner().invoke(
+        cli,
+        ["agent", "run", "--data-dir", str(tmp_path / "a")],
+        env={"TETHER_CA_FILE": str(tmp_path / "nope.pem")},
+        obj=transport,
+    )
+    assert result.exit_code == 1
+    assert f"CA file {tmp_path / 'nope.pem'} does not exist" in result.output
