@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench load install clean
+.PHONY: demo test lint bench load cluster install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,12 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench/convergence.py
 	$(BIN)/python scripts/bench/drift.py
 
+# PostgreSQL, three replicas and nginx with TLS on this machine, until Ctrl-C (docs/scale-out.md).
+cluster: $(STAMP)
+	$(BIN)/python -m scripts.cluster
+
 load: $(STAMP)
 	$(BIN)/python scripts/load/fleet.py --start-server --agents 2000 --duration 300
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tether-data tether-agent
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tether-data tether-agent tether-cluster

@@ -15,6 +15,7 @@ promotion or an alert twice.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from typing import Any, Protocol
 
@@ -51,7 +52,6 @@ class AdvisoryLockLeadership:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.name = socket.gethostname()
         self._conn: Any = None  # a psycopg.Connection, imported only on PostgreSQL
         self._held = False
 
@@ -87,7 +87,8 @@ class AdvisoryLockLeadership:
             self.url,
             autocommit=True,
             connect_timeout=5,
-            application_name="tether-leader",
+            # Which process leads, for operators (and tests) reading pg_stat_activity.
+            application_name=f"tether-leader:{socket.gethostname()}:{os.getpid()}",
             keepalives=1,
             keepalives_idle=KEEPALIVE_IDLE_S,
             keepalives_interval=KEEPALIVE_INTERVAL_S,

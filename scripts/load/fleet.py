@@ -212,6 +212,9 @@ class SimulatedAgent:
         self.client: ControlPlaneClient | None = None
         self.etag: str | None = None
         self.serving: int | None = None
+        # As an agent's outbox: a batch is sent again, same ids, until it is acknowledged.
+        self.unacknowledged: list[Report] = []
+        self.acknowledged: set[str] = set()
 
     def enroll(self, enrollment_token: str) -> float:
         """Enroll; return when the request started (building the clients is not timed)."""
@@ -253,9 +256,15 @@ class SimulatedAgent:
         assert self.client is not None
         if self.serving is None:
             return "skipped"
-        ack = self.client.send_reports([shadow_report(self.serving) for _ in range(count)])
-        if len(ack.stored) + len(ack.duplicates) != count:
-            raise RuntimeError(f"{count} reports sent, {len(ack.stored)} acknowledged")
+        if not self.unacknowledged:
+            self.unacknowledged = [shadow_report(self.serving) for _ in range(count)]
+        batch = self.unacknowledged
+        ack = self.client.send_reports(batch)
+        answered = set(ack.stored) | set(ack.duplicates)
+        if answered != {report.id for report in batch}:
+            raise RuntimeError(f"{len(batch)} reports sent, {len(answered)} acknowledged")
+        self.acknowledged |= answered
+        self.unacknowledged = []
         return "200"
 
     def close(self) -> None:
@@ -272,7 +281,7 @@ def transport() -> httpx.HTTPTransport:
     return httpx.HTTPTransport(verify=_TLS)
 
 
-_TLS = ssl.create_default_context()
+_TLS = ssl.create_default_context(cafile=os.environ.get("TETHER_CA_FILE") or None)
 
 
 def shadow_report(version: int) -> Report:
@@ -388,6 +397,8 @@ def run_worker(
         "statuses": tally.statuses,
         "samples": tally.samples,
         "enrolled": sum(agent.client is not None for agent in agents),
+        "reports_acknowledged": sorted(set().union(*(agent.acknowledged for agent in agents))),
+        "reports_unacknowledged": sum(len(agent.unacknowledged) for agent in agents),
     }
 
 
@@ -440,6 +451,8 @@ def summarise(parts: list[dict], seconds: float, agents: int) -> dict:
         "p99_ms": round(p99_all, 1) if p99_all is not None else None,
         "endpoints": endpoints,
         "error_samples": [s for part in parts for s in part["samples"]][:10],
+        "reports_acknowledged": sum(len(part["reports_acknowledged"]) for part in parts),
+        "reports_unacknowledged": sum(part["reports_unacknowledged"] for part in parts),
     }
 
 
@@ -458,6 +471,10 @@ def print_table(result: dict) -> None:
             f"{row['p50_ms'] if row['p50_ms'] is not None else '-':>8} "
             f"{row['p99_ms'] if row['p99_ms'] is not None else '-':>8}"
         )
+    print(
+        f"reports: {result['reports_acknowledged']} acknowledged, "
+        f"{result['reports_unacknowledged']} still unacknowledged at the end"
+    )
     server = result.get("server")
     if server:
         print(
@@ -527,6 +544,7 @@ def run_fleet(
     pacing: Pacing,
     processes: int,
     threads: int,
+    report_ids: Path | None = None,
 ) -> dict:
     """Set up, run the fleet for `duration` seconds, and return the figures."""
     enrollment = prepare(url, admin_token, agents)
@@ -548,6 +566,9 @@ def run_fleet(
             pool.close()
             pool.join()
     result = summarise(parts, time.time() - started, agents)
+    if report_ids is not None:  # for a test that counts what the control plane stored
+        acknowledged = sorted(i for part in parts for i in part["reports_acknowledged"])
+        report_ids.write_text("".join(f"{report_id}\n" for report_id in acknowledged))
     result["pacing"] = {
         "poll_s": pacing.poll,
         "heartbeat_s": pacing.heartbeat,
@@ -570,6 +591,12 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("--admin-token-file", type=Path)
     target.add_argument("--server-pid", type=int, help="measure this process tree's CPU/memory")
     target.add_argument(
+        "--ca-file", type=Path, help="trust this CA for an https URL (also TETHER_CA_FILE)"
+    )
+    target.add_argument(
+        "--report-ids", type=Path, help="write the ids of every acknowledged report to this file"
+    )
+    target.add_argument(
         "--start-server", action="store_true", help="start a server on a temp dir and drive it"
     )
     target.add_argument("--server-workers", type=int, help="with --start-server [its default]")
@@ -585,6 +612,9 @@ def main(argv: list[str] | None = None) -> int:
     fleet.add_argument("--threads", type=int, default=16, help="threads per process [16]")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    if args.ca_file is not None:
+        global _TLS
+        _TLS = ssl.create_default_context(cafile=str(args.ca_file))
     if args.agents < 1 or args.duration <= 0:
         parser.error("--agents and --duration must be positive")
     pacing = Pacing(
@@ -601,6 +631,7 @@ def main(argv: list[str] | None = None) -> int:
         pacing=pacing,
         processes=processes,
         threads=args.threads,
+        report_ids=args.report_ids,
     )
     if args.start_server:
         with started_server(args.server_workers) as (url, token, pid):

@@ -110,7 +110,7 @@ def test_one_leader_at_a_time_and_the_next_takes_over_when_it_dies(
         # The leader's session ends as a crash would end it: the server frees the lock.
         postgres_server.sql(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = 'tether-leader' AND pid <> pg_backend_pid() "
+            "WHERE application_name LIKE 'tether-leader:%' AND pid <> pg_backend_pid() "
             "AND state IS NOT NULL AND pid = (SELECT pid FROM pg_locks WHERE locktype = 'advisory' "
             "AND granted LIMIT 1)"
         )

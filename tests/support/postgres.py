@@ -23,12 +23,8 @@ DATABASE = "tether_tests"
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory) -> Iterator[LocalPostgres]:
+def postgres_server(tmp_path_factory, postgres_installed) -> Iterator[LocalPostgres]:
     """A PostgreSQL server for this test process, with a migrated database."""
-    if postgres_bin() is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is not installed, and CI must test against it")
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
     server = LocalPostgres(durable=False).start()
     try:
         url = server.create_database(DATABASE)
@@ -53,3 +49,12 @@ def postgres_app_config(url: str, data_dir: Path) -> tuple[dict, str]:
     _, token = migrate(settings)
     assert token is not None
     return {"data_dir": data_dir, "database_url": url}, token
+
+
+@pytest.fixture(scope="session")
+def postgres_installed() -> None:
+    """Skip without PostgreSQL's server binaries, except in CI, where they must be there."""
+    if postgres_bin() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed, and CI must test against it")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
