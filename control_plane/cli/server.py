@@ -9,6 +9,7 @@ import click
 
 from common.cli_options import data_dir_option
 from common.config import ConfigError, load_settings
+from control_plane.artifacts import ArtifactStoreError
 from control_plane.bootstrap import bootstrap
 from control_plane.settings import ControlPlaneSettings
 
@@ -22,6 +23,10 @@ from control_plane.settings import ControlPlaneSettings
     help="control-plane.toml to read.",
 )
 @data_dir_option("Where the database and artifacts live [./tether-data].")
+@click.option(
+    "--artifact-store",
+    help="A directory (a shared mount for replicas) or s3://BUCKET/PREFIX [DATA_DIR/artifacts].",
+)
 @click.option("--host", help="Address to listen on [127.0.0.1].")
 @click.option("--port", type=int, help="Port to listen on [8500].")
 @click.option("--workers", type=int, help="Worker processes [2].")
@@ -33,6 +38,7 @@ from control_plane.settings import ControlPlaneSettings
 def server(
     config_file: Path | None,
     data_dir: Path | None,
+    artifact_store: str | None,
     host: str | None,
     port: int | None,
     workers: int | None,
@@ -47,12 +53,14 @@ def server(
     Example:
       tether server --data-dir /var/lib/tether-server --host 0.0.0.0 --port 8500
       tether server --log-format json
+      tether server --artifact-store s3://models/tether
     """
     from control_plane.logs import configure_logging
     from control_plane.server import ControlPlaneServer
 
     overrides = {
         "data_dir": data_dir,
+        "artifact_store": artifact_store,
         "host": host,
         "port": port,
         "workers": workers,
@@ -63,7 +71,10 @@ def server(
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
     configure_logging(settings.log_level, settings.log_format)
-    token = bootstrap(settings)
+    try:
+        token = bootstrap(settings)
+    except ArtifactStoreError as error:
+        raise click.ClickException(str(error)) from None
     if settings.log_format == "json":
         # Collectors get events, and never a secret: the token stays in its file.
         log = logging.getLogger("tether.server")
