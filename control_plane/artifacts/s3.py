@@ -1,7 +1,7 @@
 """Artifacts under an S3 prefix, through boto3 (the optional extra `tether[s3]`).
 
     <prefix>/sha256/<digest>         the artifacts, content-addressed
-    <prefix>/incoming/upload-<uuid>  an upload on its way (a multipart upload, or a small object)
+    <prefix>/incoming/upload-<unix time>-<uuid>  an upload on its way (multipart, or one object)
 
 An upload streams to a temporary key in parts of PART_SIZE bytes while it is hashed, so the
 control plane holds at most one part in memory and never a full copy on disk. Once kept, the
@@ -148,7 +148,10 @@ class S3Store(ArtifactStore):
     # --- uploads -----------------------------------------------------------------------------
 
     def open_upload(self) -> S3Upload:
-        return S3Upload(self, self.key("incoming", f"upload-{uuid.uuid4().hex}"))
+        # The start time is in the name: the sweep reads an upload's age from it, whatever date
+        # an S3-compatible server reports (moto, for one, dates every multipart upload 2010).
+        name = f"upload-{int(time.time())}-{uuid.uuid4().hex}"
+        return S3Upload(self, self.key("incoming", name))
 
     def keep(self, upload: Upload) -> tuple[str, int]:
         assert isinstance(upload, S3Upload)
@@ -250,13 +253,13 @@ class S3Store(ArtifactStore):
             pages = self.client.get_paginator("list_multipart_uploads")
             for page in pages.paginate(Bucket=self.bucket, Prefix=incoming):
                 for part in page.get("Uploads", []):
-                    if older_than <= 0 or part["Initiated"].timestamp() < cutoff:
+                    if older_than <= 0 or _started(part["Key"], part["Initiated"]) < cutoff:
                         self.client.abort_multipart_upload(
                             Bucket=self.bucket, Key=part["Key"], UploadId=part["UploadId"]
                         )
                         removed += 1
             for found in self._objects(incoming):
-                if older_than <= 0 or found["LastModified"].timestamp() < cutoff:
+                if older_than <= 0 or _started(found["Key"], found["LastModified"]) < cutoff:
                     self.client.delete_object(Bucket=self.bucket, Key=found["Key"])
                     removed += 1
         return removed
@@ -427,6 +430,13 @@ class S3Reader(io.RawIOBase):
     def close(self) -> None:
         self._close_body()
         super().close()
+
+
+def _started(key: str, reported: Any) -> float:
+    """Return when an upload started: the time in its name, else the date the server reports."""
+    name = key.rsplit("/", 1)[-1]
+    stamp = name.split("-")[1] if name.startswith("upload-") and name.count("-") >= 2 else ""
+    return float(stamp) if stamp.isdigit() else float(reported.timestamp())
 
 
 def _error_code(error: Any) -> str:
