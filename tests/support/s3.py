@@ -55,7 +55,7 @@ class S3Bucket:
             "TETHER_ARTIFACT_STORE_ENDPOINT": self.endpoint,
         }
 
-    def keys(self, prefix: str = "") -> list[str]:
+    def object_keys(self, prefix: str = "") -> list[str]:
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.name, Prefix=prefix
         )

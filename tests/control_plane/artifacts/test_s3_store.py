@@ -33,7 +33,7 @@ def test_a_kept_upload_lands_under_its_digest_and_leaves_no_temporary_key(s3_buc
     data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
     digest, kept_size = store.keep(upload(store, data))
     assert (digest, kept_size) == (hashlib.sha256(data).hexdigest(), size)
-    assert s3_bucket.keys() == [f"tether/sha256/{digest}"]
+    assert s3_bucket.object_keys() == [f"tether/sha256/{digest}"]
     assert s3_bucket.multipart_uploads() == []
     assert s3_bucket.get(f"tether/sha256/{digest}") == data
     assert store.exists(digest)
@@ -44,7 +44,7 @@ def test_the_same_bytes_twice_are_stored_once(s3_bucket):
     first = store.keep(upload(store, b"same bytes"))
     second = store.keep(upload(store, b"same bytes"))
     assert first == second
-    assert s3_bucket.keys() == [f"sha256/{first[0]}"]
+    assert s3_bucket.object_keys() == [f"sha256/{first[0]}"]
 
 
 @pytest.mark.parametrize("size", [100, PART_SIZE + 5])
@@ -53,7 +53,7 @@ def test_a_discarded_upload_leaves_nothing_not_even_parts(s3_bucket, size):
     handle = upload(store, b"y" * size)
     assert handle.read_back(4) == b"yyyy"
     store.discard(handle)
-    assert s3_bucket.keys() == []
+    assert s3_bucket.object_keys() == []
     assert s3_bucket.multipart_uploads() == []
 
 
@@ -63,7 +63,7 @@ def test_an_upload_cut_off_mid_part_is_aborted(s3_bucket):
     assert s3_bucket.multipart_uploads()
     store.discard(handle)
     assert s3_bucket.multipart_uploads() == []
-    assert s3_bucket.keys() == []
+    assert s3_bucket.object_keys() == []
 
 
 def test_reads_seek_with_ranged_gets(s3_bucket):
@@ -102,13 +102,13 @@ def test_sweeps_take_old_uploads_only_and_unreferenced_artifacts(s3_bucket):
     leftover.finish()  # a small temporary object, as a crash between PUT and copy leaves it
     # Young ones stay: another replica may be receiving them right now.
     assert store.sweep_uploads(older_than=3600) == 0
-    assert s3_bucket.multipart_uploads() and leftover.name in s3_bucket.keys()
+    assert s3_bucket.multipart_uploads() and leftover.name in s3_bucket.object_keys()
     time.sleep(1.1)
     assert store.sweep_uploads(older_than=1) == 2
     assert s3_bucket.multipart_uploads() == []
-    assert leftover.name not in s3_bucket.keys()
+    assert leftover.name not in s3_bucket.object_keys()
     assert store.sweep({kept}) == [orphan]
-    assert s3_bucket.keys() == [f"tether/sha256/{kept}"]
+    assert s3_bucket.object_keys() == [f"tether/sha256/{kept}"]
     store.discard(in_flight)  # its upload is gone already: discarding still does not raise
 
 
