@@ -88,6 +88,23 @@ def ssl_context(files: TlsFiles) -> ssl.SSLContext:
     return context
 
 
+def mirror_ssl_context(files: TlsFiles) -> ssl.SSLContext | None:
+    """The context for a redirected artifact download (an object store's presigned URL).
+
+    The store may be a public cloud's (the system's CAs) or an internal one signed by the
+    private CA, so both are trusted; no client certificate is shown to a third party.
+    None: the system's CAs, as httpx trusts them by default.
+    """
+    if files.ca_file is None:
+        return None
+    certificates = read_pem_certificates(files.ca_file, "CA file")
+    context = httpx.create_ssl_context()
+    pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
+    context.load_verify_locations(cadata=pem.decode("ascii"))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
 def _load_client_certificate(context: ssl.SSLContext, cert_path: Path, key_path: Path) -> None:
     certificate = read_pem_certificates(cert_path, "client certificate")[0]
     key = read_pem_private_key(key_path)

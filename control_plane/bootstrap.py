@@ -16,7 +16,7 @@ from pathlib import Path
 
 from common.files import write_secret_file
 from common.schemas import Role
-from control_plane.artifacts import ArtifactFiles
+from control_plane.artifacts import ArtifactStore, open_artifact_store
 from control_plane.keys import KeyRing
 from control_plane.settings import ControlPlaneSettings
 from control_plane.store import Store
@@ -29,20 +29,39 @@ log = logging.getLogger("tether.control_plane")
 def bootstrap(settings: ControlPlaneSettings) -> str | None:
     """Make the data dir ready; return a new admin token if this is the first start."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    artifacts = ArtifactFiles(settings.artifacts_dir)
-    artifacts.prepare()
+    artifacts = open_artifact_store(settings)
+    artifacts.prepare()  # a bad bucket, endpoint or credentials fail the start, named
     secrets_ready(settings)
     with opened(settings.database) as db:
         if settings.replicated:
             migrations.check(db, migrate_command(settings))
+            sweep_artifacts(artifacts, None)
             return None
         db.enable_wal()  # type: ignore[attr-defined]
         migrations.apply(db)
-        store = Store.over(db)
-        orphans = artifacts.sweep(store.registry.referenced_digests())
-        if orphans:
-            log.warning("removed %d artifact file(s) of uploads cut off by a crash", len(orphans))
+        sweep_artifacts(artifacts, Store.over(db).registry.referenced_digests())
         return first_admin_token(db, settings)
+
+
+def sweep_artifacts(artifacts: ArtifactStore, referenced: set[str] | None) -> None:
+    """Remove what crashes left in the artifact store.
+
+    `referenced` is None where replicas share the database and the store: then another replica
+    may be receiving an upload, or keeping one whose version row is about to commit, at this very
+    moment. So only temporary uploads older than SAFE_SWEEP_AGE go, and stored artifacts stay
+    (one no version references costs space, never correctness; deleting one a replica is just
+    registering would lose it). On the embedded default this process is the only writer and
+    nothing is in flight at start: everything unreferenced goes.
+    """
+    if referenced is None:
+        removed = artifacts.sweep_uploads(older_than=artifacts.SAFE_SWEEP_AGE)
+        if removed:
+            log.warning("removed %d upload(s) cut off over a day ago", removed)
+        return
+    artifacts.sweep_uploads(older_than=0)
+    orphans = artifacts.sweep(referenced)
+    if orphans:
+        log.warning("removed %d artifact(s) of uploads cut off by a crash", len(orphans))
 
 
 def migrate(settings: ControlPlaneSettings) -> tuple[list[str], str | None]:

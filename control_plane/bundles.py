@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import tarfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from typing import IO
 
 from common.bundles import BUNDLE_BLOB_DIR, BUNDLE_MANIFEST, manifest_files
 from common.schemas import SignedManifest
@@ -14,12 +14,14 @@ BLOCK = tarfile.BLOCKSIZE
 CHUNK = 1024 * 1024
 
 
-def stream_bundle(signed: SignedManifest, blob_path) -> tuple[int, Iterator[bytes]]:  # type: ignore[no-untyped-def]
-    """Return the tar's exact length and an iterator of its bytes."""
+def stream_bundle(
+    signed: SignedManifest, open_blob: Callable[[str], IO[bytes]]
+) -> tuple[int, Iterator[bytes]]:
+    """Return the tar's exact length and an iterator of its bytes; `open_blob(digest)` reads one."""
     manifest = signed.model_dump_json().encode()
-    members: list[tuple[str, int, Path | bytes]] = [(BUNDLE_MANIFEST, len(manifest), manifest)]
+    members: list[tuple[str, int, str | bytes]] = [(BUNDLE_MANIFEST, len(manifest), manifest)]
     members += [
-        (f"{BUNDLE_BLOB_DIR}{digest}", size, blob_path(digest))
+        (f"{BUNDLE_BLOB_DIR}{digest}", size, digest)
         for digest, size in sorted(manifest_files(signed.manifest).items())
     ]
     length = sum(BLOCK + _padded(size) for _, size, _ in members) + 2 * BLOCK
@@ -38,7 +40,7 @@ def stream_bundle(signed: SignedManifest, blob_path) -> tuple[int, Iterator[byte
             if isinstance(source, bytes):
                 yield source
             else:
-                with open(source, "rb") as handle:
+                with open_blob(source) as handle:
                     sent = 0
                     while sent < size:
                         chunk = handle.read(min(CHUNK, size - sent))

@@ -11,7 +11,7 @@ from typing import cast
 
 from flask import current_app, g
 
-from control_plane.artifacts import ArtifactFiles
+from control_plane.artifacts import ArtifactStore, open_artifact_store
 from control_plane.change_feed import ChangeFeed
 from control_plane.keys import KeyRing
 from control_plane.long_poll import ANNOUNCED_LONG_POLL_STEP, LONG_POLL_STEP, WaitRoom
@@ -22,14 +22,15 @@ from control_plane.store.environments import DESIRED_CHANGED
 
 
 class TetherState:
-    """What the app holds for its lifetime: settings, the database, artifact files."""
+    """What the app holds for its lifetime: settings, the database, the artifact store."""
 
     def __init__(self, settings: ControlPlaneSettings) -> None:
         self.settings = settings
         # One connection per thread at most, and a spare for the policy engine.
         self.database = open_database(settings.database, pool_size=settings.threads + 1)
         self.store = Store.over(self.database)
-        self.artifacts = ArtifactFiles(settings.artifacts_dir)
+        # Chosen once: a directory, or an S3 prefix whose client is made on first use.
+        self.artifacts: ArtifactStore = open_artifact_store(settings)
         self.keys = KeyRing(settings.keys_dir)
         self.wait_room = WaitRoom(settings.long_poll_capacity)
         # Replicas hear each other's changes; one machine's workers look every step.

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from common.names import InvalidName
+from control_plane.artifacts import ArtifactStoreError
 from control_plane.store.errors import (
     InvalidChange,
     RecordMissing,
@@ -111,6 +112,7 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     RecordMissing: (404, "not_found"),
     RevisionMismatch: (412, "stale_revision"),
     StateConflict: (409, "conflict"),
+    ArtifactStoreError: (503, "artifact_store_unavailable"),
 }
 
 

@@ -25,6 +25,7 @@ _STATUS_TEXT = {
     204: "No content",
     206: "Partial content",
     304: "Not modified",
+    307: "Fetch the bytes from `Location`: a short-lived presigned URL, to GET with no token",
     400: "Malformed request",
     401: "Missing or invalid token",
     403: "Token of the wrong scope",
@@ -217,7 +218,7 @@ def _responses(op: Operation, ref: Refs) -> dict[str, Any]:
     if op.other_status is not None:
         responses[str(op.other_status)] = {**ok, "description": _STATUS_TEXT[op.other_status]}
     for status in op.errors:
-        if status in (304, 206):
+        if status in (304, 206, 307):
             responses[str(status)] = {"description": _STATUS_TEXT[status]}
             continue
         responses[str(status)] = {

@@ -16,7 +16,7 @@ from common.policy import DriftPolicy, Policy, PromotePolicy, RollbackPolicy
 from common.reports import StoredReport
 from common.schemas import DesiredModel
 from control_plane import desired as decide
-from control_plane.artifacts import ArtifactFiles
+from control_plane.artifacts import ArtifactStore
 from control_plane.fleet_reports import shadow_totals
 from control_plane.policies import decide_promotion, decide_rollback, drift_streak
 from control_plane.store import Store
@@ -28,7 +28,7 @@ DRIFT_LOOKBACK = timedelta(hours=24)
 MAX_DRIFT_WINDOWS = 100
 
 
-def run_policies(store: Store, artifacts: ArtifactFiles, now: datetime | None = None) -> list[int]:
+def run_policies(store: Store, artifacts: ArtifactStore, now: datetime | None = None) -> list[int]:
     """Evaluate every environment's policy once; return the ids of the events raised."""
     now = now or utcnow()
     raised: list[int] = []
@@ -142,7 +142,7 @@ def _rollback(
 
 def _drift(
     store: Store,
-    artifacts: ArtifactFiles,
+    artifacts: ArtifactStore,
     env: str,
     model: str,
     entry: DesiredModel,
@@ -153,7 +153,7 @@ def _drift(
     if version is None or version.reference_profile is None:
         return []
     profile = ReferenceProfile.model_validate_json(
-        artifacts.path(version.reference_profile.sha256).read_bytes()
+        artifacts.read_bytes(version.reference_profile.sha256)
     )
     reports = store.reports.query(
         environment=env,

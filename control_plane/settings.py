@@ -7,6 +7,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from control_plane.artifacts.location import (
+    ArtifactLocation,
+    BadArtifactStore,
+    DirectoryLocation,
+    parse_artifact_store,
+)
 from control_plane.store.db import BadDatabaseUrl, DatabaseUrl
 
 
@@ -24,6 +30,29 @@ class ControlPlaneSettings(BaseModel):
         default=None,
         description="PostgreSQL URL for the one LISTEN session per process, when database_url "
         "goes through a pooler in transaction mode; None: database_url.",
+    )
+    artifact_store: str | None = Field(
+        default=None,
+        description="A directory (a shared mount for replicas) or s3://BUCKET/PREFIX; "
+        "None: DATA_DIR/artifacts.",
+    )
+    artifact_store_endpoint: str | None = Field(
+        default=None,
+        description="An S3-compatible server's URL (MinIO, Ceph...); None: AWS's own.",
+    )
+    artifact_store_region: str | None = Field(
+        default=None, description="The S3 region; None: boto3's (AWS_DEFAULT_REGION...)."
+    )
+    artifact_presign: bool = Field(
+        default=True,
+        description="With S3, send agents to a presigned URL (307) rather than streaming the "
+        "artifact through the control plane.",
+    )
+    artifact_presign_ttl: int = Field(
+        default=300,
+        ge=10,
+        le=7 * 24 * 3600,  # the longest a SigV4 presigned URL may live
+        description="Seconds a presigned artifact URL stays valid.",
     )
     secrets_dir: Path | None = Field(
         default=None,
@@ -76,6 +105,32 @@ class ControlPlaneSettings(BaseModel):
                 raise ValueError(str(error)) from None
         return value
 
+    @field_validator("artifact_store")
+    @classmethod
+    def _artifact_store_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_artifact_store(value)
+            except BadArtifactStore as error:
+                raise ValueError(str(error)) from None
+        return value
+
+    @field_validator("artifact_store_endpoint")
+    @classmethod
+    def _endpoint_is_a_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            scheme, sep, rest = value.partition("://")
+            if scheme not in ("http", "https") or not sep or not rest.strip("/"):
+                raise ValueError(
+                    f"artifact_store_endpoint {value!r}: expected http(s)://HOST[:PORT]"
+                )
+            if "@" in rest.split("/", 1)[0]:
+                raise ValueError(
+                    f"artifact_store_endpoint {value!r}: credentials do not belong in the URL; "
+                    "boto3 reads them from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+                )
+        return value
+
     @property
     def long_poll_capacity(self) -> int:
         """Long-polls one worker holds at once: the setting, or half its threads."""
@@ -101,8 +156,11 @@ class ControlPlaneSettings(BaseModel):
         return self.database.dialect == "postgresql"
 
     @property
-    def artifacts_dir(self) -> Path:
-        return self.data_dir / "artifacts"
+    def artifact_location(self) -> ArtifactLocation:
+        """Where artifacts live: the store given, else DATA_DIR/artifacts."""
+        if self.artifact_store is None:
+            return DirectoryLocation(self.data_dir / "artifacts")
+        return parse_artifact_store(self.artifact_store)
 
     @property
     def keys_dir(self) -> Path:

@@ -15,7 +15,12 @@ from tests.support.api import Api
 from tests.support.models import train_wine
 
 # Fixtures several suites share, registered once (never imported into a conftest).
-pytest_plugins = ["tests.support.agent_world", "tests.support.nginx", "tests.support.postgres"]
+pytest_plugins = [
+    "tests.support.agent_world",
+    "tests.support.nginx",
+    "tests.support.postgres",
+    "tests.support.s3",
+]
 
 
 @pytest.fixture

@@ -7,6 +7,14 @@ Every failure is raised from one tree, so callers decide by kind, not by status 
      └── Rejected        the control plane said no (4xx); carries `.error` (ApiResponseError)
 
 A 304 on the manifest is not an error: `fetch_manifest` returns `NotModified`.
+
+An artifact download may be answered `307 Temporary Redirect` to a presigned URL of the
+control plane's artifact store (S3). That redirect is followed here, by hand, by a second client
+that holds no token: httpx would drop Authorization on a cross-origin redirect too, but keeps it
+on an http-to-https one to the same host, and the token must never reach a store or mirror. The
+bytes from there are trusted no more than any others: the cache checks them against the digest
+and size in the signed manifest. Anything wrong with the store's answer is Unreachable, so a
+retry asks the control plane again and gets a fresh URL.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from common.schemas import (
     HeartbeatAck,
     SignedManifest,
 )
-from common.tls import TlsFiles, describe_tls_failure, ssl_context
+from common.tls import TlsFiles, describe_tls_failure, mirror_ssl_context, ssl_context
 
 log = logging.getLogger("tether.agent.client")
 
@@ -111,6 +119,7 @@ class ControlPlaneClient:
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
         tls: TlsFiles | None = None,
+        mirror_transport: httpx.BaseTransport | None = None,
     ) -> None:
         """`tls` names a private CA and a client certificate; a bad file raises TlsFilesError."""
         self.url = url.rstrip("/")
@@ -121,6 +130,7 @@ class ControlPlaneClient:
             headers["Authorization"] = f"Bearer {token}"
         # Checked even when a transport is given, so bad files fail before anything is stored.
         self._ssl = ssl_context(tls) if tls is not None and not tls.is_default else None
+        self._mirror_ssl = mirror_ssl_context(tls) if tls is not None else None
         self._http = self._new_http(headers, transport)
         # Artifact bodies take the copy-free transport, unless a proxy must carry them or a
         # transport was given (tests): then they share the API's.
@@ -128,6 +138,10 @@ class ControlPlaneClient:
             self._bodies = self._new_http(headers, BodyTransport(self._ssl))
         else:
             self._bodies = self._http
+        # Redirected artifact downloads: no token, no base URL. A given transport (tests) carries
+        # them too, unless a mirror transport is given; else one is chosen per URL (_mirror_for).
+        self._mirror_transport = mirror_transport or transport
+        self._mirrors: dict[bool, httpx.Client] = {}
 
     def _new_http(
         self, headers: dict[str, str], transport: httpx.BaseTransport | None
@@ -151,6 +165,23 @@ class ControlPlaneClient:
         """Close the connection pools."""
         self._http.close()
         self._bodies.close()
+        for mirror in self._mirrors.values():
+            mirror.close()
+
+    def _mirror_for(self, url: httpx.URL) -> httpx.Client:
+        """Return the token-less client for a redirected download: copy-free unless proxied."""
+        direct = self._mirror_transport is None and goes_direct(str(url))
+        client = self._mirrors.get(direct)
+        if client is None:
+            transport = BodyTransport(self._mirror_ssl) if direct else self._mirror_transport
+            client = self._mirrors[direct] = httpx.Client(
+                headers={"User-Agent": USER_AGENT},
+                timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
+                transport=transport,
+                verify=self._mirror_ssl or True,
+                follow_redirects=False,
+            )
+        return client
 
     # --- the API --------------------------------------------------------------------------
 
@@ -219,15 +250,19 @@ class ControlPlaneClient:
             headers["Range"] = f"bytes={offset}-"
         # Between chunks only the read timeout applies, so a stalled transfer still fails.
         request = self._bodies.build_request("GET", path, headers=headers)
-        started = time.monotonic()
+        response = self._open_body(self._bodies, request, f"GET {path}")
         try:
-            response = self._bodies.send(request, stream=True)
-        except httpx.TransportError as error:
-            self._log(request, None, started, error)
-            raise Unreachable(f"GET {path}: {_describe(error)}") from error
-        try:
-            self._log(request, response, started)
-            if response.status_code >= 400:
+            if response.is_redirect:
+                response.close()
+                location = self._redirect_target(response, path)
+                request = self._mirror_for(location).build_request("GET", location, headers=headers)
+                where = f"GET {path} via the artifact store at {location.host}"
+                response = self._open_body(self._mirror_for(location), request, where)
+                if response.status_code >= 400 or response.is_redirect:
+                    # The store's error is its own XML, and a fresh URL may well work: retry.
+                    response.read()
+                    raise Unreachable(f"{where}: the store answered {response.status_code}")
+            elif response.status_code >= 400:
                 response.read()
                 self._raise_for(response)
             if response.status_code not in (200, 206):
@@ -245,6 +280,29 @@ class ControlPlaneClient:
             raise Unreachable(f"GET {path}: {_describe(error)}") from error
         finally:
             response.close()
+
+    def _open_body(self, http: httpx.Client, request: httpx.Request, what: str) -> httpx.Response:
+        """Send a streamed GET, logging it; a transport error becomes Unreachable."""
+        started = time.monotonic()
+        try:
+            response = http.send(request, stream=True)
+        except httpx.TransportError as error:
+            self._log(request, None, started, error)
+            raise Unreachable(f"{what}: {_describe(error)}") from error
+        self._log(request, response, started)
+        return response
+
+    @staticmethod
+    def _redirect_target(response: httpx.Response, path: str) -> httpx.URL:
+        """Return where a download is redirected to, if it is a URL an agent may fetch."""
+        raw = response.headers.get("Location", "")
+        try:
+            location = response.request.url.join(raw) if raw else None
+        except httpx.InvalidURL:
+            location = None
+        if location is None or location.scheme not in ("http", "https") or not location.host:
+            raise Unreachable(f"GET {path}: redirected to an unusable location {raw[:100]!r}")
+        return location
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -293,6 +351,9 @@ class ControlPlaneClient:
     ) -> None:
         elapsed_ms = (time.monotonic() - started) * 1000
         target = request.url.raw_path.decode("ascii", "replace")
+        if "X-Amz-Signature" in target or "Signature=" in target:
+            # A presigned URL is a short-lived credential: log where, never the signature.
+            target = f"{request.url.host}{request.url.path} (presigned)"
         if response is None:
             log.info(
                 "%s %s failed after %.0f ms: %s",

@@ -96,8 +96,8 @@ def load_profile(store: Store, model: str, version: int) -> ReferenceProfile | N
     found = store.registry.get_version(model, version)
     if found is None or found.reference_profile is None:
         return None
-    path = state().artifacts.path(found.reference_profile.sha256)
-    return ReferenceProfile.model_validate_json(path.read_bytes())
+    raw = state().artifacts.read_bytes(found.reference_profile.sha256)
+    return ReferenceProfile.model_validate_json(raw)
 
 
 def _serving(env: str, model: str) -> tuple[Store, int | None]:

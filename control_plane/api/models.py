@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, g, request, send_file
+from flask import Blueprint, g, request
 from pydantic import ValidationError
 
 from common.drift import ReferenceProfile
@@ -21,6 +21,7 @@ from common.schemas import (
     VersionMetadata,
     VersionPatch,
 )
+from control_plane.api.artifact_responses import blob_response
 from control_plane.api.routing import check_form_parts, operation, parse_body, validate_json
 from control_plane.auth import ADMIN, ARTIFACT_READERS, READERS
 from control_plane.context import get_store, settings, state
@@ -54,8 +55,8 @@ PROFILE_RULE = "the reference profile must be a common.drift.ReferenceProfile JS
 def create_version(model: str):
     """Register a new version of a model from an uploaded artifact.
 
-    The artifact is streamed to disk and hashed as it arrives; a refused or interrupted upload
-    leaves neither a version nor a file behind.
+    The artifact is streamed to the artifact store and hashed as it arrives; a refused or
+    interrupted upload leaves neither a version nor a file behind.
     """
     check_name(model, "model name")
     request.max_content_length = settings().max_artifact_bytes
@@ -101,16 +102,14 @@ def create_version(model: str):
     except BaseException:
         for digest, _ in digests.values():
             if not store.registry.digest_in_use(digest):
-                state().artifacts.path(digest).unlink(missing_ok=True)
+                state().artifacts.delete(digest)
         raise
     return version.model_dump(mode="json"), 201
 
 
-def _check_profile(stream: Any) -> None:
+def _check_profile(upload: Any) -> None:
     """Refuse a reference profile that is not a valid common.drift.ReferenceProfile."""
-    stream.seek(0)
-    raw = stream.read(MAX_PROFILE_BYTES + 1)
-    stream.seek(0, 2)  # leave it positioned at the end, as the parser did
+    raw = upload.read_back(MAX_PROFILE_BYTES + 1)
     if len(raw) > MAX_PROFILE_BYTES:
         raise Unprocessable(
             f"the reference profile is over {MAX_PROFILE_BYTES} bytes",
@@ -207,10 +206,11 @@ def patch_version(model: str, version: int):
     "/models/<model>/versions/<int:version>/artifact",
     roles=ARTIFACT_READERS,
     tag=TAG,
-    errors=(304, 206, 404, 416),
+    errors=(304, 206, 307, 404, 416),
     binary_response="application/octet-stream",
     response_headers={
         "ETag": "The artifact's sha256 digest.",
+        "Location": "On 307: a presigned URL of the artifact store; GET it without the token.",
         "If-None-Match": "A digest already held: answered with 304.",
         "Range": "bytes=N- resumes a download from byte N.",
     },
@@ -218,23 +218,16 @@ def patch_version(model: str, version: int):
 def download_artifact(model: str, version: int):
     """Download a version's artifact; Range and If-None-Match are honoured.
 
-    Agent tokens may fetch only versions their environment currently wants.
+    Agent tokens may fetch only versions their environment currently wants. With an S3 artifact
+    store and presigning on, the answer is a 307 to a short-lived presigned URL.
     """
     found = _readable_version(model, version)
-    path = state().artifacts.path(found.artifact.sha256)
-    if not path.exists():
-        raise NotFound(f"the artifact file of {model} v{version} is missing from the store")
-    response = send_file(
-        path,
+    return blob_response(
+        found.artifact.sha256,
         mimetype="application/octet-stream",
-        as_attachment=True,
+        what=f"the artifact of {model} v{version}",
         download_name=f"{model}-{version}.{found.artifact.format.value}",
-        conditional=True,
-        etag=found.artifact.sha256,
-        max_age=31536000,  # content-addressed: the bytes of a version never change
     )
-    response.headers["X-Tether-Sha256"] = found.artifact.sha256
-    return response
 
 
 @operation(
@@ -242,7 +235,7 @@ def download_artifact(model: str, version: int):
     "/models/<model>/versions/<int:version>/profile",
     roles=ARTIFACT_READERS,
     tag=TAG,
-    errors=(304, 404),
+    errors=(304, 307, 404),
     binary_response="application/json",
     response_headers={"ETag": "The profile's sha256 digest."},
 )
@@ -251,16 +244,11 @@ def download_profile(model: str, version: int):
     found = _readable_version(model, version)
     if found.reference_profile is None:
         raise NotFound(f"{model} v{version} has no reference profile")
-    digest = found.reference_profile.sha256
-    response = send_file(
-        state().artifacts.path(digest),
+    return blob_response(
+        found.reference_profile.sha256,
         mimetype="application/json",
-        conditional=True,
-        etag=digest,
-        max_age=31536000,
+        what=f"the reference profile of {model} v{version}",
     )
-    response.headers["X-Tether-Sha256"] = digest
-    return response
 
 
 def _readable_version(model: str, version: int) -> ModelVersion:

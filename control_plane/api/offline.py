@@ -55,7 +55,7 @@ def export_bundle(env: str):
         raise NotFound(f"environment {env!r} not found")
     signed = build_manifest(store, env, state().keys.current(), found.manifest_ttl)
     assert signed is not None
-    length, chunks = stream_bundle(signed, state().artifacts.path)
+    length, chunks = stream_bundle(signed, state().artifacts.open)
     response = Response(chunks, mimetype="application/x-tar", direct_passthrough=True)
     response.headers["Content-Length"] = str(length)
     response.headers["Content-Disposition"] = (

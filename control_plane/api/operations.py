@@ -22,15 +22,14 @@ def healthz():
 
 @operation(bp, "/readyz", roles=None, tag=TAG, response=Health, errors=(503,))
 def readyz():
-    """Tell whether the store answers and the artifact folder is writable."""
+    """Tell whether the database and the artifact store answer."""
     details: dict[str, str] = {}
     try:
         get_store().db.execute("SELECT 1 FROM environments LIMIT 1").fetchall()
         details["database"] = "ok"
     except Exception as error:  # readiness reports every failure, it never raises
         details["database"] = f"error: {type(error).__name__}"
-    artifacts = state().artifacts.by_digest
-    details["artifacts"] = "ok" if artifacts.is_dir() else "missing"
+    details["artifacts"] = state().artifacts.check()
     ok = all(value == "ok" for value in details.values())
     body = Health(status="ok" if ok else "unavailable", details=details).model_dump()
     return body, 200 if ok else 503

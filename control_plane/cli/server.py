@@ -66,6 +66,10 @@ def settings_from(
 
 @click.group(invoke_without_command=True)
 @settings_options
+@click.option(
+    "--artifact-store",
+    help="A directory (a shared mount for replicas) or s3://BUCKET/PREFIX [DATA_DIR/artifacts].",
+)
 @click.option("--host", help="Address to listen on [127.0.0.1].")
 @click.option("--port", type=int, help="Port to listen on [8500].")
 @click.option("--workers", type=int, help="Worker processes [2].")
@@ -86,6 +90,7 @@ def server(ctx: click.Context, config_file: Path | None, **options: Any) -> None
     Example:
       tether server --data-dir /var/lib/tether-server --host 0.0.0.0 --port 8500
       tether server --database-url postgresql://tether@db.internal/tether
+      tether server --artifact-store s3://models/tether
       tether server --log-format json
     """
     if ctx.invoked_subcommand is not None:
@@ -97,6 +102,7 @@ def server(ctx: click.Context, config_file: Path | None, **options: Any) -> None
 
 
 def run(settings: ControlPlaneSettings, app_config: dict[str, Any]) -> None:
+    from control_plane.artifacts import ArtifactStoreError
     from control_plane.bootstrap import bootstrap
     from control_plane.logs import configure_logging
     from control_plane.server import ControlPlaneServer
@@ -108,6 +114,8 @@ def run(settings: ControlPlaneSettings, app_config: dict[str, Any]) -> None:
         token = bootstrap(settings)
     except (SchemaMismatch, DatabaseUnavailable) as error:
         raise click.ClickException(f"will not start: {error}") from None
+    except ArtifactStoreError as error:
+        raise click.ClickException(str(error)) from None
     if settings.log_format == "json":
         # Collectors get events, and never a secret: the token stays in its file.
         log = logging.getLogger("tether.server")

@@ -21,6 +21,7 @@ from common.drift import DriftReport, ReferenceProfile, WindowSketch, compare
 from common.drift.counts import CategoricalCounts, NumericCounts
 from common.drift.profile import CategoricalProfile, NumericProfile
 from common.reports import ShadowTotals, StoredReport
+from control_plane.artifacts import ArtifactStore
 from control_plane.context import state
 from control_plane.fleet_reports import shadow_totals
 from control_plane.policy_runner import fleet_windows
@@ -139,14 +140,13 @@ def load_profile(store: Store, model: str, version: int) -> ReferenceProfile | N
     found = store.registry.get_version(model, version)
     if found is None or found.reference_profile is None:
         return None
-    return _read_profile(str(state().artifacts.path(found.reference_profile.sha256)))
+    return _read_profile(state().artifacts, found.reference_profile.sha256)
 
 
 @lru_cache(maxsize=32)
-def _read_profile(path: str) -> ReferenceProfile:
-    # Content-addressed: a path's content never changes.
-    with open(path, "rb") as handle:
-        return ReferenceProfile.model_validate_json(handle.read())
+def _read_profile(artifacts: ArtifactStore, digest: str) -> ReferenceProfile:
+    # Content-addressed: a digest's content never changes.
+    return ReferenceProfile.model_validate_json(artifacts.read_bytes(digest))
 
 
 def verdict(store: Store, env: str, model: str, version: int) -> Verdict:

@@ -74,6 +74,6 @@ def snapshot(api: Api, app: Any) -> dict[str, Any]:
         state[f"desired:{name}"] = api.get(f"/api/v1/environments/{name}/desired").get_json()
         state[f"history:{name}"] = api.get(f"/api/v1/environments/{name}/history").get_json()
     state["tokens"] = api.get("/api/v1/tokens").get_json()
-    artifacts = app.extensions["tether"].settings.artifacts_dir
+    artifacts = app.extensions["tether"].artifacts.root
     state["files"] = sorted(str(path.relative_to(artifacts)) for path in artifacts.rglob("*"))
     return state

@@ -343,7 +343,7 @@ def test_a_streamed_bundle_has_its_exact_length_and_reads_back_whole(tmp_path_fa
         models[f"m{index}"] = {"primary": {"version": 1, "artifact": artifact}}
     signed["manifest"]["models"] = models
     parsed = SignedManifest.model_validate(signed)
-    length, chunks = stream_bundle(parsed, lambda digest: folder / digest)
+    length, chunks = stream_bundle(parsed, lambda digest: (folder / digest).open("rb"))
     raw = b"".join(chunks)
     assert len(raw) == length
     with tarfile.open(fileobj=io.BytesIO(raw)) as archive:

@@ -53,7 +53,9 @@ def offering(
         path = request.url.path
         if manifest is not None and path.endswith("/manifest"):
             return httpx.Response(200, json=manifest, headers={"ETag": '"r99"'})
-        if artifact is not None and path.endswith("/artifact"):
+        if artifact is not None and (
+            path.endswith("/artifact") or request.url.host != "tether.test"
+        ):
             return artifact(request)
         return transport.handle_request(request)
 
@@ -266,3 +268,25 @@ def test_a_field_added_after_signing_is_refused(api, serving, make_agent, transp
     body = with_future_fields(newer(api, serving))  # signed before the fields were added
     agent = attacked(make_agent, serving, transport, manifest=body)
     assert_refused_and_serving(api, agent, wine_example, "no signature verifies")
+
+
+def test_a_mirror_serving_wrong_bytes_behind_a_presigned_redirect_is_refused(
+    api, serving, make_agent, transport, wine_example, wine_v2_bytes
+):
+    # The control plane sends the agent to an artifact store (as with S3 presigning), and the
+    # store, or whoever answers at its address, serves other bytes: the digest in the signed
+    # manifest refuses them, exactly as it refuses them from the control plane itself.
+    desire(api, "wine", 2)
+    mirror = ArtifactServer(bytes(reversed(wine_v2_bytes)))
+
+    def redirect(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "mirror.test":
+            return mirror(request)
+        return httpx.Response(307, headers={"Location": "http://mirror.test/v2?X-Amz-Signature=s"})
+
+    agent = attacked(make_agent, serving, transport, artifact=redirect)
+    assert mirror.requests and "Authorization" not in mirror.requests[0].headers
+    assert_refused_and_serving(api, agent, wine_example, "sha256", stage="verify")
+    digest = api.get("/api/v1/models/wine/versions/2").get_json()["artifact"]["sha256"]
+    assert not agent.cache.path(digest).exists()
+    assert list(agent.cache.partial.iterdir()) == []
