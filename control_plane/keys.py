@@ -8,6 +8,7 @@ manifest and learns the new key from it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -73,9 +74,15 @@ class KeyRing:
         return True
 
     def rotate(self) -> PublicKey:
-        """Make a new signing key; the previous one keeps co-signing so agents follow."""
-        ids = self._ids()
-        return self._add_key(ids)
+        """Make a new signing key; the previous one keeps co-signing so agents follow.
+
+        Under an exclusive lock on the directory: two rotations at once (from two hosts
+        sharing the secrets dir) each read the key list the other wrote, and neither is lost.
+        """
+        with open(self.directory / ".rotate.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            ids = self._ids()
+            return self._add_key(ids)
 
     def current(self) -> SigningKeys:
         """Return the signing keys, re-read when `tether key rotate` changed them."""

@@ -27,7 +27,7 @@ class PolicyScheduler:
         self.app = app
         settings = state_of(app).settings
         self.interval = settings.policy_interval
-        self.leadership: Leadership = leadership_for(settings.database.url, settings.replicated)
+        self.leadership: Leadership = leadership_for(settings.listen_url, settings.replicated)
         self.client = httpx.Client(timeout=5.0)
         self.scheduler = BackgroundScheduler(daemon=True)
 

@@ -147,7 +147,7 @@ class ControlPlaneSettings(BaseModel):
 
     @property
     def listen_url(self) -> str:
-        """Where to LISTEN for changes other replicas announce (PostgreSQL only)."""
+        """The URL for sessions of our own: LISTEN, and the leader's lock (PostgreSQL only)."""
         return self.database_listen_url or self.database.url
 
     @property

@@ -13,13 +13,21 @@ from control_plane.keys import KeyRing
 control_plane_data_dir = data_dir_option(
     "The control plane's data directory.", default=Path("./tether-data"), envvar="TETHER_DATA_DIR"
 )
+secrets_dir_option = click.option(
+    "--secrets-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="TETHER_SECRETS_DIR",
+    help="The secrets dir replicas share, when the keys are not in the data dir.",
+)
 
 
-def _ring(data_dir: Path) -> KeyRing:
-    ring = KeyRing(data_dir / "keys")
+def _ring(data_dir: Path, secrets_dir: Path | None) -> KeyRing:
+    home = secrets_dir or data_dir
+    ring = KeyRing(home / "keys")
     if not ring.index.exists():
         raise click.ClickException(
-            f"no signing keys in {data_dir}/keys: start `tether server --data-dir {data_dir}` once"
+            f"no signing keys in {home}/keys: start `tether server` (or run `tether server "
+            "migrate`) with that directory once"
         )
     return ring
 
@@ -36,8 +44,9 @@ def key() -> None:
 
 @key.command()
 @control_plane_data_dir
+@secrets_dir_option
 @json_option
-def show(data_dir: Path, as_json: bool) -> None:
+def show(data_dir: Path, secrets_dir: Path | None, as_json: bool) -> None:
     """Print the signing public keys and their fingerprints, newest first.
 
     Agents pin a fingerprint with `tether agent enroll --pin FINGERPRINT`.
@@ -46,7 +55,7 @@ def show(data_dir: Path, as_json: bool) -> None:
     Example:
       tether key show --data-dir ./tether-data
     """
-    keys = _ring(data_dir).current().public
+    keys = _ring(data_dir, secrets_dir).current().public
     if as_json:
         echo_json({"keys": [k.model_dump() for k in keys]})
         return
@@ -58,17 +67,20 @@ def show(data_dir: Path, as_json: bool) -> None:
 
 @key.command()
 @control_plane_data_dir
+@secrets_dir_option
 @json_option
-def rotate(data_dir: Path, as_json: bool) -> None:
+def rotate(data_dir: Path, secrets_dir: Path | None, as_json: bool) -> None:
     """Make a new signing key; the previous key co-signs, so enrolled agents follow.
 
-    A running server picks the new key up on its next manifest, without a restart.
+    A running server picks the new key up on its next manifest, without a restart; replicas
+    sharing the secrets dir all do.
 
     \b
     Example:
       tether key rotate --data-dir ./tether-data
+      tether key rotate --secrets-dir /srv/tether/secrets
     """
-    described = _ring(data_dir).rotate()
+    described = _ring(data_dir, secrets_dir).rotate()
     if as_json:
         echo_json(described.model_dump())
         return

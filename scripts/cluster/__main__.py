@@ -71,7 +71,7 @@ def print_summary(summary: dict, seconds: float, *, as_json: bool) -> None:
     if as_json:
         print(json.dumps(summary, indent=2), flush=True)
         return
-    replicas = ", ".join(replica["url"] for replica in summary["replicas"])
+    replicas = ", ".join(f"{r['url']} (pid {r['pid']})" for r in summary["replicas"])
     print(
         f"""
 Tether cluster up in {seconds:.1f} s: {len(summary["replicas"])} replicas on PostgreSQL, \

@@ -153,7 +153,7 @@ def tiny_model_bytes() -> bytes:
 def prepare(url: str, admin_token: str, agents: int) -> str:
     """Create the environment and its desired model; return an enrollment token for the fleet."""
     headers = {"Authorization": f"Bearer {admin_token}"}
-    with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
+    with httpx.Client(base_url=url, headers=headers, timeout=60, verify=_TLS) as http:
         http.put(f"/api/v1/environments/{ENV}", json={}).raise_for_status()
         listed = http.get(f"/api/v1/models/{MODEL}/versions")
         if listed.status_code == 404 or not listed.json()["versions"]:

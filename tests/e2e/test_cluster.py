@@ -108,15 +108,27 @@ def test_a_replica_killed_mid_burst_loses_nothing_and_rejoins(
     admin.environment("burst")
     version = admin.push("wine", wine_model_bytes)["version"]
     admin.desire("burst", "wine", version)
+    agents: list[AgentProcess] = []
+    try:
+        check_burst(cluster, admin, agents, tmp_path, wine_model_bytes)
+    finally:
+        for agent in agents:
+            agent.stop()
+        admin.close()
+
+
+def check_burst(
+    cluster: Cluster, admin: Operator, agents: list, tmp_path: Path, wine_model_bytes: bytes
+) -> None:
     assert cluster.pki is not None
-    agents = []
     for index in range(2):
         agent = AgentProcess(tmp_path / f"agent-{index}")
         agent.enroll(
             cluster.url, "burst", admin.enrollment_token("burst"), hostname=f"real-{index}",
             extra_args=["--ca-file", str(cluster.pki.ca_cert)],
         )  # fmt: skip
-        agents.append(agent.start())
+        agents.append(agent)
+        agent.start()
     ids = tmp_path / "report-ids.txt"
     fleet = subprocess.Popen(
         [sys.executable, str(FLEET), "--url", cluster.url, "--ca-file", str(cluster.pki.ca_cert),
@@ -180,9 +192,6 @@ def test_a_replica_killed_mid_burst_loses_nothing_and_rejoins(
     # The real agents ride it out and converge on the last change.
     last = admin.revision("burst")
     eventually(lambda: admin.converged("burst", last, agents=2), timeout=60)
-    for agent in agents:
-        agent.stop()
-    admin.close()
 
 
 def leader_pid(cluster: Cluster) -> int | None:
@@ -213,18 +222,30 @@ def test_the_policy_leader_dies_and_another_makes_the_promotion_once(
     assert leader in pids
     cluster.kill(pids[leader])
 
-    # The promotion becomes due just as the leader dies.
-    enrolled = admin.http.post(
-        "/api/v1/agents/enroll",
-        json={"hostname": "shadowing"},
-        headers={"Authorization": f"Bearer {admin.enrollment_token('leader')}"},
-    ).json()
-    sent = admin.http.post(
-        f"/api/v1/agents/{enrolled['agent_id']}/reports",
-        json={"reports": [shadow_report("wine", primary, candidate, shadowed=200, agreed=199)]},
-        headers={"Authorization": f"Bearer {enrolled['token']}"},
-    )
-    assert sent.status_code == 200, sent.text
+    # The promotion becomes due just as the leader dies. Requests nginx had already sent to
+    # the dead replica fail (a POST is never replayed), so each is retried as a client would.
+    token = eventually(lambda: admin.enrollment_token("leader"))
+
+    def enroll() -> dict | None:
+        answer = admin.http.post(
+            "/api/v1/agents/enroll",
+            json={"hostname": "shadowing"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        return answer.json() if answer.status_code == 201 else None
+
+    enrolled = eventually(enroll)
+    batch = [shadow_report("wine", primary, candidate, shadowed=200, agreed=199)]
+
+    def report() -> bool:
+        sent = admin.http.post(
+            f"/api/v1/agents/{enrolled['agent_id']}/reports",
+            json={"reports": batch},  # the same report ids each time: stored once
+            headers={"Authorization": f"Bearer {enrolled['token']}"},
+        )
+        return sent.status_code == 200
+
+    eventually(report)
     killed_at = time.monotonic()
 
     def promoted() -> bool:
@@ -250,3 +271,57 @@ def test_the_policy_leader_dies_and_another_makes_the_promotion_once(
     assert took < POLICY_INTERVAL * 2 + 5
     cluster.restart(pids[leader])
     admin.close()
+
+
+def test_make_cluster_prints_what_a_user_needs_and_stops_everything_on_ctrl_c(
+    tmp_path: Path, postgres_installed, nginx_installed
+):
+    from tests.support.processes import free_port
+
+    root = tmp_path / "tether-cluster"
+    started = subprocess.Popen(
+        [sys.executable, "-m", "scripts.cluster", "--dir", str(root), "--replicas", "2",
+         "--port", str(free_port()), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert started.stdout is not None
+    lines = []
+    for line in started.stdout:
+        lines.append(line)
+        if line.rstrip() == "}":
+            break
+    summary = json.loads("".join(lines))
+    assert summary["admin_token"].startswith("tether_admin_") and len(summary["replicas"]) == 2
+    tls = ssl_context(TlsFiles(ca_file=Path(summary["ca_file"])))
+    listed = httpx.get(
+        f"{summary['url']}/api/v1/models",
+        headers={"Authorization": f"Bearer {summary['admin_token']}"},
+        verify=tls,
+    )
+    assert listed.status_code == 200
+    started.send_signal(2)  # Ctrl-C
+    _, err = started.communicate(timeout=60)
+    assert started.returncode == 0, err
+    assert "stopping nginx, the replicas and PostgreSQL" in err
+    assert not root.exists()
+    for replica in summary["replicas"]:
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{replica['url']}/readyz", timeout=2)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--replicas", "0"], "--replicas: between 1 and 16"),
+        (["--replicas", "x"], "invalid int value: 'x'"),
+        (["--dir", "."], "is not empty"),
+    ],
+)
+def test_make_cluster_bad_input(args: list[str], message: str):
+    done = subprocess.run(
+        [sys.executable, "-m", "scripts.cluster", *args],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert message in done.stderr
