@@ -56,15 +56,23 @@ class Fetched:
 
 
 CONNECT_TIMEOUT_S = 5
+# The oldest release Tether is tested on (15: Debian 12's package); older ones are refused.
+MINIMUM_SERVER_VERSION = 150000
 
 
 def check_connects(url: DatabaseUrl) -> None:
     """Connect once, or raise DatabaseUnavailable with the server's or the network's reason."""
     try:
-        psycopg.connect(url.url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True).close()
+        with psycopg.connect(url.url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True) as conn:
+            version = conn.info.server_version
     except psycopg.Error as error:
         reason = " ".join(line.strip() for line in str(error).splitlines()) or repr(error)
         raise DatabaseUnavailable(f"cannot connect to {url.shown}: {reason}") from None
+    if version < MINIMUM_SERVER_VERSION:
+        raise DatabaseUnavailable(
+            f"{url.shown} runs PostgreSQL {version // 10000}.{version % 10000}; Tether needs "
+            f"{MINIMUM_SERVER_VERSION // 10000} or newer"
+        )
 
 
 def _configure(conn: psycopg.Connection) -> None:

@@ -291,3 +291,16 @@ def test_pg_dump_and_restore_keep_a_postgresql_store(
         assert api.set_desired("production", "wine", 2).status_code == 200
     finally:
         app.extensions["tether"].close()
+
+
+def test_an_older_postgresql_than_supported_is_refused_by_name(
+    tmp_path: Path, postgres_url: str, monkeypatch
+):
+    import control_plane.store.postgres as postgres
+
+    monkeypatch.setattr(postgres, "MINIMUM_SERVER_VERSION", 990000)
+    code, _, err = tether("server", "migrate", "--database-url", postgres_url,
+                          "--data-dir", str(tmp_path))  # fmt: skip
+    assert code == 1
+    assert "runs PostgreSQL 15." in err and "Tether needs 99 or newer" in err
+    assert not (tmp_path / "admin.token").exists()
