@@ -15,6 +15,7 @@ from control_plane.artifacts import ArtifactStore, open_artifact_store
 from control_plane.change_feed import ChangeFeed
 from control_plane.keys import KeyRing
 from control_plane.long_poll import ANNOUNCED_LONG_POLL_STEP, LONG_POLL_STEP, WaitRoom
+from control_plane.manifest_cache import ManifestCache
 from control_plane.settings import ControlPlaneSettings
 from control_plane.store import Store
 from control_plane.store.db import open_database
@@ -33,6 +34,7 @@ class TetherState:
         self.artifacts: ArtifactStore = open_artifact_store(settings)
         self.keys = KeyRing(settings.keys_dir)
         self.wait_room = WaitRoom(settings.long_poll_capacity)
+        self.manifests = ManifestCache()
         # Replicas hear each other's changes; one machine's workers look every step.
         self.change_feed = (
             ChangeFeed(settings.listen_url, DESIRED_CHANGED, self.wait_room.wake)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, g, request
 from pydantic import BaseModel, Field
 from werkzeug.http import quote_etag
 
@@ -25,7 +25,7 @@ from control_plane.api.routing import operation, parse_body, parse_query
 from control_plane.auth import AGENTS, ENROLLMENT, READERS, require_own_agent
 from control_plane.context import get_store, settings, state
 from control_plane.errors import NotFound
-from control_plane.manifests import build_manifest, manifest_etag, poll_hint
+from control_plane.manifests import manifest_etag, poll_hint
 from control_plane.store import Store
 
 bp = Blueprint("agents", __name__, url_prefix="/api/v1")
@@ -125,10 +125,12 @@ def manifest(agent_id: str):
     else:
         found_env = store.environments.get(environment)
         assert found_env is not None
-        signed = build_manifest(store, environment, state().keys.current(), found_env.manifest_ttl)
-        assert signed is not None
-        signed.poll_after = hint
-        response = jsonify(signed.model_dump(mode="json"))
+        keys = state().keys.current()
+        cached = state().manifests.get(store, environment, revision, keys, found_env.manifest_ttl)
+        assert cached is not None
+        # The revision the manifest was built at: newer than the one read, if a change landed.
+        etag = manifest_etag(cached.revision, keys.tag)
+        response = Response(cached.body(hint), content_type="application/json")
     response.set_etag(etag)
     response.headers[POLL_HINT_HEADER] = str(hint)
     return response
