@@ -432,12 +432,35 @@ class AgentStatus(BaseModel):
     models: dict[str, AgentModelStatus]
 
 
+AgentState = Literal["failed", "stale", "lagging", "converged"]
+# The order a fleet's agents are listed in: what needs a look first.
+AGENT_STATES: tuple[AgentState, ...] = ("failed", "stale", "lagging", "converged")
+
+
+class StateCounts(BaseModel):
+    """How many agents are in each state: stale (not heard from), failed, lagging, converged."""
+
+    failed: int = 0
+    stale: int = 0
+    lagging: int = 0
+    converged: int = 0
+
+
 class EnvironmentStatus(BaseModel):
     environment: str
     revision: int
-    agents: list[AgentStatus]
+    agents: list[AgentStatus] = Field(
+        description="One page: failed agents first, then stale, lagging and converged ones, "
+        "each by id."
+    )
     converged: int
     total: int
+    counts: StateCounts = Field(default_factory=StateCounts)
+    state: AgentState | None = Field(default=None, description="The state the page is of.")
+    offset: int = 0
+    next_offset: int | None = Field(
+        default=None, description="Where the next page starts; None on the last page."
+    )
 
 
 class Health(BaseModel):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import cast
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -12,6 +15,7 @@ from common.names import check_name
 from common.schemas import (
     MAX_INTEGER,
     ActionReason,
+    AgentState,
     DesiredModelUpdate,
     DesiredState,
     Environment,
@@ -26,7 +30,7 @@ from control_plane.auth import ADMIN, READERS
 from control_plane.context import get_store, settings
 from control_plane.desired import check_environment, check_model_action, check_update
 from control_plane.errors import BadRequest, NotFound
-from control_plane.fleet import environment_status
+from control_plane.fleet import fleet_page
 from control_plane.store.environments import Change
 
 bp = Blueprint("environments", __name__, url_prefix="/api/v1")
@@ -39,6 +43,12 @@ class HistoryQuery(BaseModel):
     before: int | None = Field(
         default=None, ge=1, le=MAX_INTEGER, description="Only entries with a smaller id."
     )
+
+
+class StatusQuery(BaseModel):
+    state: AgentState | None = Field(default=None, description="Only agents in this state.")
+    offset: int = Field(default=0, ge=0, le=MAX_INTEGER, description="Agents to skip.")
+    limit: int = Field(default=100, ge=1, le=1000, description="Agents on the page.")
 
 
 class ReasonQuery(BaseModel):
@@ -190,20 +200,54 @@ def history(env: str):
     return History(environment=env, entries=entries).model_dump(mode="json")
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Hold off the cyclic garbage collector while a fleet's rows are read.
+
+    Ten thousand agents make ten thousand small dicts, which set off a full collection of the
+    whole process's heap in the middle of the request (measured: half the requests took twice as
+    long). They hold no cycles, so nothing is left for the collector to find afterwards.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 @operation(
     bp,
     "/environments/<env>/status",
     roles=READERS,
     tag=TAG,
+    query=StatusQuery,
     response=EnvironmentStatus,
     errors=(404,),
 )
 def status(env: str):
-    """Show each agent's actual state against the desired state: converged, lagging or stale."""
+    """Count the agents by state and show one page of them against the desired state.
+
+    Failed agents come first, then stale (not heard from), lagging and converged ones, each
+    by id; `state` keeps one of them, `offset` and `limit` page through.
+    """
     store = get_store()
-    state = store.environments.desired(check_environment(get_store(), env))
-    assert state is not None
-    report = environment_status(state, store.agents.list(env), utcnow(), settings().stale_after)
+    query = parse_query(StatusQuery)
+    desired = store.environments.desired(check_environment(store, env))
+    assert desired is not None
+    with gc_paused():
+        facts = store.agents.facts(env)
+    report = fleet_page(
+        desired,
+        facts,
+        store.agents.get_many,
+        now=utcnow(),
+        stale_after=settings().stale_after,
+        state=query.state,
+        offset=query.offset,
+        limit=query.limit,
+    )
     return report.model_dump(mode="json")
 
 

@@ -206,9 +206,14 @@ class OperatorClient:
         """List an environment's audit log, newest first."""
         return self._get(History, _path("environments", env, "history"), params={"limit": limit})
 
-    def status(self, env: str) -> EnvironmentStatus:
-        """Show each agent's actual state against the desired state."""
-        return self._get(EnvironmentStatus, _path("environments", env, "status"))
+    def status(
+        self, env: str, *, state: str | None = None, offset: int = 0, limit: int = 100
+    ) -> EnvironmentStatus:
+        """Count the agents by state and show one page of them against the desired state."""
+        params: dict[str, str | int] = {"offset": offset, "limit": limit}
+        if state is not None:
+            params["state"] = state
+        return self._get(EnvironmentStatus, _path("environments", env, "status"), params=params)
 
     # --- tokens -------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import click
 from common.cli_options import json_option
 from common.display import ago, when
 from common.schemas import (
+    AGENT_STATES,
     ActualModel,
     AgentModelStatus,
     DesiredModel,
@@ -258,16 +259,36 @@ def history(client: OperatorClient, environment: str, limit: int, as_json: bool)
 
 @click.command()
 @name_argument("environment", "environment name", "ENV")
+@click.option(
+    "--state",
+    type=click.Choice(AGENT_STATES),
+    help="Only the agents in this state.",
+)
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Agents to skip [0].")
+@click.option(
+    "--limit", type=click.IntRange(1, 1000), default=100, help="Agents to show, 1-1000 [100]."
+)
 @json_option
 @with_client
-def status(client: OperatorClient, environment: str, as_json: bool) -> None:
-    """Show each agent of ENV: what it runs against what it should, and when it was last seen.
+def status(
+    client: OperatorClient,
+    environment: str,
+    state: str | None,
+    offset: int,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Count the agents of ENV by state and show a page of them, the ones that need a look first.
+
+    Failed agents come first, then stale (not heard from), lagging and converged ones.
 
     \b
     Example:
       tether status production
+      tether status production --state failed
+      tether status production --offset 100
     """
-    report = client.status(environment)
+    report = client.status(environment, state=state, offset=offset, limit=limit)
     if as_json:
         echo_json(report)
         return
@@ -291,9 +312,16 @@ def _echo_change(state: DesiredState, model_name: str, verb: str, as_json: bool)
 
 
 def _echo_status(report: EnvironmentStatus) -> None:
+    counts = report.counts
     click.echo(
         f"Environment {report.environment}, revision {report.revision}: "
-        f"{report.converged}/{report.total} agent(s) converged\n"
+        f"{report.converged}/{report.total} agent(s) converged"
+        + (
+            f" ({counts.failed} failed, {counts.stale} stale, {counts.lagging} lagging)"
+            if report.total > report.converged
+            else ""
+        )
+        + "\n"
     )
     rows = []
     for agent in report.agents:
@@ -314,8 +342,17 @@ def _echo_status(report: EnvironmentStatus) -> None:
     echo_table(
         ["agent", "host", "last seen", "applied", "model", "desired", "actual", "state"],
         rows,
-        empty=f"No agents enrolled in {report.environment} yet.",
+        empty=(
+            f"No agents enrolled in {report.environment} yet."
+            if report.total == 0
+            else f"No {report.state + ' ' if report.state else ''}agents from offset "
+            f"{report.offset}."
+        ),
     )
+    if report.agents and (report.offset or report.next_offset is not None):
+        last = report.offset + len(report.agents)
+        more = f"; next: --offset {report.next_offset}" if report.next_offset is not None else ""
+        click.echo(f"\nShowing agents {report.offset + 1}-{last}{more}", err=True)
 
 
 def _actual(actual: ActualModel | None) -> str:
