@@ -8,7 +8,7 @@ look first, and only the page asked for is built in full (`agent_status`). `stat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from common.schemas import (
@@ -115,6 +115,21 @@ def state_rule(
     return state_of
 
 
+def agent_states(
+    desired: DesiredState, facts: Sequence[AgentFacts], now: datetime, stale_after: int
+) -> dict[str, AgentState]:
+    """Name every agent's state, by id."""
+    state_of = state_rule(desired, now, stale_after)
+    return {fact.agent_id: state_of(fact) for fact in facts}
+
+
+def count_states(states: Iterable[AgentState]) -> StateCounts:
+    tally = dict.fromkeys(AGENT_STATES, 0)
+    for state in states:
+        tally[state] += 1
+    return StateCounts(**tally)
+
+
 def fleet_page(
     desired: DesiredState,
     facts: Sequence[AgentFacts],
@@ -130,11 +145,8 @@ def fleet_page(
 
     `load` fetches the full records of the page's agents, by id.
     """
-    state_of = state_rule(desired, now, stale_after)
-    states = {fact.agent_id: state_of(fact) for fact in facts}
-    counts = StateCounts(**dict.fromkeys(AGENT_STATES, 0))
-    for found in states.values():
-        setattr(counts, found, getattr(counts, found) + 1)
+    states = agent_states(desired, facts, now, stale_after)
+    counts = count_states(states.values())
     rank = {name: index for index, name in enumerate(AGENT_STATES)}
     ordered = sorted(
         (agent_id for agent_id, found in states.items() if state is None or found == state),

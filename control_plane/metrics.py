@@ -30,8 +30,8 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from common.clock import utcnow
 from common.version import package_version
 from control_plane.context import get_store
-from control_plane.convergence import STATES, environment_convergence
-from control_plane.fleet import environment_status
+from control_plane.convergence import STATES
+from control_plane.fleet import agent_states, count_states
 from control_plane.store import Store
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -134,14 +134,18 @@ class FleetCollector:
             desired = store.environments.desired(environment.name)
             if desired is None:  # deleted between the two reads
                 continue
-            status = environment_status(
-                desired, store.agents.list(environment.name), now, self.stale_after
+            # Counted from the stored rows, as a fleet status page counts them: a scrape of
+            # an environment of 10,000 agents builds no object per agent.
+            counts = count_states(
+                agent_states(
+                    desired, store.agents.facts(environment.name), now, self.stale_after
+                ).values()
             )
-            tally = environment_convergence(status)
             for state in STATES:
-                agents.add_metric([environment.name, state], tally.counts[state])
-            if tally.share is not None:
-                share.add_metric([environment.name], tally.share)
+                agents.add_metric([environment.name, state], getattr(counts, state))
+            total = sum(getattr(counts, state) for state in STATES)
+            if total:
+                share.add_metric([environment.name], counts.converged / total)
             revision.add_metric([environment.name], desired.revision)
         info.add_metric([package_version()], 1)
         reports.add_metric([], store.reports.count())
