@@ -86,6 +86,23 @@ def _configure(conn: psycopg.Connection) -> None:
     conn.execute("SET idle_in_transaction_session_timeout = 60000")
 
 
+class StoreConnection(psycopg.Connection[Any]):
+    """A pooled connection that keeps one cursor for the store's statements.
+
+    A new cursor per statement (its adapters, its transformer) cost about a sixth of a
+    conditional poll's CPU in the server. One thread at a time uses a connection, and each
+    statement's rows are read in full before the next, so one cursor serves them all.
+    """
+
+    _store_cursor: psycopg.Cursor[Any] | None = None
+
+    def store_cursor(self) -> psycopg.Cursor[Any]:
+        cursor = self._store_cursor
+        if cursor is None or cursor.closed:
+            cursor = self._store_cursor = self.cursor()
+        return cursor
+
+
 class PostgresDatabase:
     """A pool of connections to one PostgreSQL database, shared by a process's threads."""
 
@@ -95,13 +112,13 @@ class PostgresDatabase:
     def __init__(self, url: str, *, pool_size: int = 8) -> None:
         self.url = url
         self.pool_size = max(2, pool_size)
-        self._pool: ConnectionPool | None = None
+        self._pool: ConnectionPool[StoreConnection] | None = None
         self._pool_pid = 0
         self._pool_lock = threading.Lock()
         self._local = threading.local()
 
     @property
-    def pool(self) -> ConnectionPool:
+    def pool(self) -> ConnectionPool[StoreConnection]:
         pool = self._pool
         if pool is None or self._pool_pid != os.getpid():
             with self._pool_lock:
@@ -113,6 +130,7 @@ class PostgresDatabase:
                         min_size=1,
                         max_size=self.pool_size,
                         kwargs={"autocommit": True},
+                        connection_class=StoreConnection,
                         configure=_configure,
                         name="tether",
                         open=True,
@@ -123,7 +141,7 @@ class PostgresDatabase:
         return pool
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Fetched:
-        pinned: psycopg.Connection | None = getattr(self._local, "conn", None)
+        pinned: StoreConnection | None = getattr(self._local, "conn", None)
         if pinned is not None:
             return _run(pinned, sql, params)
         with self.pool.connection() as conn:
@@ -172,9 +190,13 @@ class PostgresDatabase:
             self._pool = None
 
 
-def _run(conn: psycopg.Connection, sql: str, params: Sequence[Any]) -> Fetched:
+def _run(conn: StoreConnection, sql: str, params: Sequence[Any]) -> Fetched:
+    cursor = conn.store_cursor()
     # Without parameters psycopg sends the text as it is, so a literal % stays single.
-    cursor = conn.execute(placeholders(sql), params) if params else conn.execute(sql.encode())
+    if params:
+        cursor.execute(placeholders(sql), params)
+    else:
+        cursor.execute(sql.encode())
     result = cursor.pgresult
     if result is None or result.status != TUPLES_OK:
         return Fetched(cursor.rowcount)
