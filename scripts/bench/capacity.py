@@ -18,7 +18,7 @@ pg_stat_database (transactions committed, rows inserted, updated, deleted) and p
 (WAL syncs), per agent per minute; and the reports table's bytes per report
 (pg_total_relation_size over its rows). From those it prints the capacity model: the cores
 for the replicas and for the database, the database's write rate and its growth, for 10,000
-and 100,000 agents, with its assumptions. Every run is bounded in count and time (about three
+and 100,000 agents, with its assumptions. Every run is bounded in count and time (about two
 minutes with the defaults) and every process started here is ended here.
 
     PYTHONPATH=$PWD .venv/bin/python scripts/bench/capacity.py [--rounds 3] [--json]
