@@ -61,16 +61,16 @@ class UnchangedManifestShortcut:
         if scheme.lower() != "bearer" or not token.strip():
             return None
         try:
-            store = self.tether.thread_store()
-            principal = store.tokens.authenticate(token.strip())
-            if principal is None or principal.role is not Role.agent:
-                return None
-            if principal.agent_id != agent_id or principal.environment is None:
-                return None
-            found = store.environments.poll_state(principal.environment)
+            # The token and its environment's revision in one statement: one database round trip.
+            checked = self.tether.thread_store().tokens.authenticate_polling(token.strip())
         except self.tether.database.errors:
             return None  # the view meets the same error and answers it in the API's shape
-        if found is None:
+        if checked is None:
+            return None
+        principal, found = checked
+        if principal.role is not Role.agent or principal.agent_id != agent_id:
+            return None
+        if principal.environment is None or found is None:
             return None
         revision, updated_at, lagging = found
         etag = quote_etag(manifest_etag(revision, self.tether.keys.current().tag))

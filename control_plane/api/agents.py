@@ -168,10 +168,9 @@ def heartbeat(agent_id: str):
     require_own_agent(g.principal, agent_id)
     body = parse_body(Heartbeat)
     store = get_store()
-    agent = store.agents.get(agent_id)
+    agent = store.agents.record_heartbeat(agent_id, body)
     if agent is None:
         raise NotFound(f"agent {agent_id!r} not found")
-    store.agents.record_heartbeat(agent_id, body)
     ack = HeartbeatAck(
         agent_id=agent_id,
         received_at=utcnow(),

@@ -61,8 +61,8 @@ class AgentStore:
         assert agent is not None
         return agent, token.token
 
-    def record_heartbeat(self, agent_id: str, heartbeat: Heartbeat) -> AgentInfo:
-        """Store an agent's actual state and mark it seen now."""
+    def record_heartbeat(self, agent_id: str, heartbeat: Heartbeat) -> AgentInfo | None:
+        """Store an agent's actual state and mark it seen now; None if there is no such agent."""
         assignments = {
             "last_seen": to_time(utcnow()),
             "applied_revision": heartbeat.applied_revision,
@@ -77,13 +77,16 @@ class AgentStore:
         if heartbeat.agent_version:
             assignments["agent_version"] = heartbeat.agent_version
         columns = ", ".join(f"{name} = ?" for name in assignments)
-        with write_transaction(self.db) as db:
-            db.execute(
-                f"UPDATE agents SET {columns} WHERE id = ?", [*assignments.values(), agent_id]
+        # One agent's row: no other write can conflict with it, so no exclusive lock; and the
+        # row comes back from the UPDATE itself, not from another round trip.
+        with write_transaction(self.db, exclusive=False) as db:
+            rows = dict_rows(
+                db.execute(
+                    f"UPDATE agents SET {columns} WHERE id = ? RETURNING *",
+                    [*assignments.values(), agent_id],
+                )
             )
-        agent = self.get(agent_id)
-        assert agent is not None
-        return agent
+        return _agent(rows[0]) if rows else None
 
     def record_import(self, agent_id: str, heartbeat: Heartbeat | None) -> None:
         """Note an imported report export, and the newest heartbeat it carried."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from common.clock import utcnow
 from common.schemas import DesiredModel, DesiredState, Environment, HistoryEntry
@@ -19,6 +20,23 @@ Change = Callable[[DesiredModel | None, int | None], tuple[DesiredModel | None, 
 # The channel a desired-state change is announced on (payload: the environment's name), so
 # long-polls held by other replicas wake at once: control_plane/change_feed.py.
 DESIRED_CHANGED = "tether_desired_changed"
+
+
+# The conditional poll's read of environment `e`: its revision, when it changed, and whether an
+# agent lags. EXISTS on the (environment, applied_revision) index stops at the first lagging
+# agent, so a poll costs the same with ten agents or ten thousand.
+POLL_STATE_COLUMNS = """e.revision, e.updated_at,
+    EXISTS (SELECT 1 FROM agents a WHERE a.environment = e.name
+     AND a.applied_revision < e.revision)"""
+
+
+PollState = tuple[int, datetime, bool]  # revision, updated_at, whether an agent lags
+
+
+def poll_state_from(row: Sequence[Any]) -> PollState:
+    """Read POLL_STATE_COLUMNS out of a row."""
+    revision, updated_at, lagging = row
+    return revision, from_time(updated_at), bool(lagging)
 
 
 class EnvironmentStore:
@@ -73,22 +91,12 @@ class EnvironmentStore:
         with write_transaction(self.db) as db:
             db.execute("UPDATE environments SET policy = ? WHERE name = ?", [to_json(policy), name])
 
-    def poll_state(self, environment: str) -> tuple[int, datetime, bool] | None:
+    def poll_state(self, environment: str) -> PollState | None:
         """Return (revision, updated_at, whether an agent lags): the conditional poll's read."""
-        # EXISTS on the (environment, applied_revision) index stops at the first lagging agent,
-        # so a poll costs the same with ten agents or ten thousand.
         row = self.db.execute(
-            """SELECT e.revision, e.updated_at,
-               EXISTS (SELECT 1 FROM agents a WHERE a.environment = e.name
-                AND a.applied_revision < e.revision)
-               FROM environments e WHERE e.name = ?""",
-            [environment],
+            f"SELECT {POLL_STATE_COLUMNS} FROM environments e WHERE e.name = ?", [environment]
         ).fetchone()
-        if row is None:
-            return None
-        updated_at = from_time(row[1])
-        assert updated_at is not None
-        return row[0], updated_at, bool(row[2])
+        return None if row is None else poll_state_from(row)
 
     def desired(self, name: str) -> DesiredState | None:
         revision = self.revision(name)

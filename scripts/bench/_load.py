@@ -23,6 +23,12 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # the benchmarks run as scripts: make `scripts.*` importable
+    sys.path.append(str(ROOT))
+
+from scripts import procfs  # noqa: E402 - after the sys.path entry above
+
 HOST = "127.0.0.1"
 # A hard cap per connection and per measurement, so a runaway loop cannot outlive its time box.
 MAX_REQUESTS_PER_CONNECTION = 2_000_000
@@ -380,25 +386,8 @@ class Servers:
 
 
 def group_cpu_seconds(process: subprocess.Popen) -> float:
-    """Return the CPU time (user + system) used so far by the live processes of `process`'s group.
-
-    Requests per CPU-second hold steady when other jobs share the machine; requests per second
-    of wall time do not.
-    """
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name may hold spaces and parentheses: split after its closing one.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[2]) == process.pid:  # pgrp
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / tick
+    """Return the CPU time used so far by the live processes of `process`'s group."""
+    return procfs.group_cpu_seconds(process.pid)
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:

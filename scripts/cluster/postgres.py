@@ -8,12 +8,15 @@ fit for tests and a local cluster, never for production (docs/scale-out.md).
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from scripts.cluster.processes import free_port
 
@@ -71,6 +74,10 @@ class LocalPostgres:
             self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def postmaster_pid(self) -> int:
+        """The server's first process: every backend and helper process is its child."""
+        return int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+
     def sql(self, statement: str, database: str = "postgres") -> None:
         """Run one statement as the superuser (CREATE DATABASE cannot run in a transaction)."""
         import psycopg
@@ -82,6 +89,13 @@ class LocalPostgres:
         clause = f" TEMPLATE {template}" if template else ""
         self.sql(f"CREATE DATABASE {name}{clause}")
         return self.url(name)
+
+    def query(self, statement: str, database: str = "postgres") -> list[tuple[Any, ...]]:
+        """Run one read-only statement as the superuser and return its rows."""
+        import psycopg
+
+        with psycopg.connect(self.url(database), autocommit=True) as conn:
+            return list(conn.execute(statement.encode()).fetchall())
 
     def _run(self, tool: str, *args: str) -> None:
         command = [str(self.bin / tool), *args]
@@ -97,3 +111,20 @@ class LocalPostgres:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def migrate(url: str, data_dir: Path, python: str = sys.executable) -> str:
+    """Run `tether server migrate` on an empty database; return the first admin token."""
+    command = [python, "-m", "common", "server", "migrate", "--database-url", url]
+    done = subprocess.run(
+        [*command, "--data-dir", str(data_dir), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"tether server migrate failed ({done.returncode}): {done.stderr}")
+    token = json.loads(done.stdout)["admin_token"]
+    if not token:
+        raise RuntimeError(f"{url} was migrated before: no first admin token was made")
+    return str(token)

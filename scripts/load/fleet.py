@@ -6,12 +6,15 @@ heartbeats and batches of shadow reports, each at its own interval with jitter, 
 do. Many agents share a process: a small thread pool runs whichever agent's next request is
 due, so the generator costs little CPU next to the server it measures.
 
-    python scripts/load/fleet.py --start-server --agents 200 --duration 30
+    python scripts/load/fleet.py --start-server --agents 200 --duration 30 [--backend both]
     python scripts/load/fleet.py --url http://127.0.0.1:8500 --admin-token-file T \\
         --server-pid 1234 --agents 2000 --duration 300 --json
 
 Prints requests/s, errors, p50/p99 latency per endpoint and the server's CPU and memory (its
-whole process tree, read from /proc). Exits 1 when any request failed.
+whole process tree, read from /proc). With --start-server the fleet runs against a server on
+SQLite, then on PostgreSQL (a throwaway server in a temp dir, migrated first), and prints both
+tables; on PostgreSQL the server's figures include the database's processes (the postmaster and
+its children), also shown apart. Exits 1 when any request failed.
 """
 
 from __future__ import annotations
@@ -41,15 +44,18 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: scripts.* too
+
 from agent.sync.client import ControlPlaneClient, ManifestUpdate
 from common.reports import LatencyQuantiles, Report, ShadowMetrics
 from common.schemas import ActualModel, EnrollRequest, Heartbeat
+from scripts.cluster.postgres import LocalPostgres, migrate, postgres_bin
+from scripts.procfs import process_tree, tree_usage
 
 ENV = "load"
 MODEL = "fleet-model"
 ENDPOINTS = ("enroll", "manifest", "heartbeat", "reports")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
+BACKENDS = ("sqlite", "postgresql")
 
 
 @dataclass(frozen=True)
@@ -67,72 +73,70 @@ class Pacing:
 # --- the server's CPU and memory, from /proc ---------------------------------------------------
 
 
-def process_tree(root: int) -> list[int]:
-    """Return `root` and every process descended from it."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rpartition(")")[2].split()[1])
-        children.setdefault(parent, []).append(int(entry))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, []))
-    return tree
-
-
-def tree_usage(root: int) -> tuple[float, int]:
-    """Return the CPU seconds used so far and the resident bytes of `root`'s process tree."""
-    cpu, rss = 0.0, 0
-    for pid in process_tree(root):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue  # it exited between the listing and the read
-        cpu += (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
-        rss += int(fields[21]) * PAGE
-    return cpu, rss
-
-
 class ServerWatch:
-    """Sample the server tree's CPU and memory once a second while the load runs."""
+    """Sample the server tree's CPU and memory (and its database's) once a second under load."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.peak_rss = 0
+    def __init__(self, pid: int, database_pid: int | None = None) -> None:
+        self.roots = {"server": pid} if database_pid is None else {
+            "server": pid, "database": database_pid,
+        }  # fmt: skip
+        self.peak_rss = dict.fromkeys(self.roots, 0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> ServerWatch:
-        self._cpu0, _ = tree_usage(self.pid)
+        self._cpu0 = {name: tree_usage(pid)[0] for name, pid in self.roots.items()}
         self._t0 = time.monotonic()
         self._thread.start()
         return self
 
     def _run(self) -> None:
         while not self._stop.wait(1.0):
-            self.peak_rss = max(self.peak_rss, tree_usage(self.pid)[1])
+            self._sample()
+
+    def _sample(self) -> dict[str, tuple[float, int]]:
+        usage = {name: tree_usage(pid) for name, pid in self.roots.items()}
+        for name, (_, rss) in usage.items():
+            self.peak_rss[name] = max(self.peak_rss[name], rss)
+        return usage
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        cpu, rss = tree_usage(self.pid)
-        self.peak_rss = max(self.peak_rss, rss)
+        usage = self._sample()
         wall = time.monotonic() - self._t0
-        self.result = {
-            "pid": self.pid,
-            "processes": len(process_tree(self.pid)),
-            "cpu_seconds": round(cpu - self._cpu0, 2),
-            "cpu_percent": round(100 * (cpu - self._cpu0) / wall, 1) if wall > 0 else 0.0,
-            "rss_mb": round(rss / 2**20, 1),
-            "peak_rss_mb": round(self.peak_rss / 2**20, 1),
+        parts = {
+            name: _figures(self.roots[name], cpu - self._cpu0[name], rss, self.peak_rss[name], wall)
+            for name, (cpu, rss) in usage.items()
         }
+        server = parts["server"]
+        database = parts.get("database")
+        if database is None:
+            self.result = server
+            return
+        # The server's cost on PostgreSQL is its own and its database's; both shown apart too.
+        cpu = server["cpu_seconds"] + database["cpu_seconds"]
+        self.result = {
+            **server,
+            "processes": server["processes"] + database["processes"],
+            "cpu_seconds": round(cpu, 2),
+            "cpu_percent": round(100 * cpu / wall, 1) if wall > 0 else 0.0,
+            "rss_mb": round(server["rss_mb"] + database["rss_mb"], 1),
+            "peak_rss_mb": round(server["peak_rss_mb"] + database["peak_rss_mb"], 1),
+            "control_plane": server,
+            "database": database,
+        }
+
+
+def _figures(pid: int, cpu: float, rss: int, peak_rss: int, wall: float) -> dict:
+    return {
+        "pid": pid,
+        "processes": len(process_tree(pid)),
+        "cpu_seconds": round(cpu, 2),
+        "cpu_percent": round(100 * cpu / wall, 1) if wall > 0 else 0.0,
+        "rss_mb": round(rss / 2**20, 1),
+        "peak_rss_mb": round(max(peak_rss, rss) / 2**20, 1),
+    }
 
 
 # --- setup: an environment, a real model desired there, an enrollment token --------------------
@@ -167,9 +171,9 @@ def prepare(url: str, admin_token: str, agents: int) -> str:
         else:
             listed.raise_for_status()
             version = listed.json()["versions"][-1]["version"]
-        http.put(
-            f"/api/v1/environments/{ENV}/desired/{MODEL}", json={"version": version}
-        ).raise_for_status()
+        desired = http.put(f"/api/v1/environments/{ENV}/desired/{MODEL}", json={"version": version})
+        if desired.status_code != 409 or "already in that state" not in desired.text:
+            desired.raise_for_status()  # a second run on the same server finds it desired
         created = http.post(
             "/api/v1/tokens",
             json={"role": "enrollment", "environment": ENV, "max_uses": agents},
@@ -457,6 +461,8 @@ def summarise(parts: list[dict], seconds: float, agents: int) -> dict:
 
 
 def print_table(result: dict) -> None:
+    if "backend" in result:
+        print(f"--- the control plane on {result['backend']}")
     print(
         f"{result['agents']} agents ({result['enrolled']} enrolled), {result['seconds']} s: "
         f"{result['requests']} requests, {result['requests_per_second']} req/s, "
@@ -482,6 +488,17 @@ def print_table(result: dict) -> None:
             f"CPU {server['cpu_percent']}% of one core ({server['cpu_seconds']} s), "
             f"RSS {server['rss_mb']} MB (peak {server['peak_rss_mb']} MB)"
         )
+        for part, label in (
+            ("control_plane", "  of which the control plane"),
+            ("database", "  of which PostgreSQL"),
+        ):
+            if part in server:
+                figures = server[part]
+                print(
+                    f"{label} (pid {figures['pid']}, {figures['processes']} processes): "
+                    f"CPU {figures['cpu_percent']}% ({figures['cpu_seconds']} s), "
+                    f"RSS {figures['rss_mb']} MB (peak {figures['peak_rss_mb']} MB)"
+                )
     for sample in result["error_samples"]:
         print(f"  error: {sample}")
 
@@ -495,10 +512,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class StartedServer:
+    """A control plane this script started: where it is, and whose processes it costs."""
+
+    backend: str
+    url: str
+    admin_token: str
+    pid: int
+    postgres: LocalPostgres | None = None  # on PostgreSQL, the database server it started
+
+    @property
+    def database_pid(self) -> int | None:
+        return self.postgres.postmaster_pid() if self.postgres else None
+
+
 @contextmanager
-def started_server(workers: int | None) -> Iterator[tuple[str, str, int]]:
-    """Start `tether server` on a free port and a temporary data dir; yield url, token, pid."""
-    with tempfile.TemporaryDirectory(prefix="tether-load-") as tmp:
+def started_server(workers: int | None, backend: str = "sqlite") -> Iterator[StartedServer]:
+    """Start `tether server` on a free port and a temporary data dir, on SQLite or PostgreSQL.
+
+    On PostgreSQL a throwaway server is started in a temp dir first (durable, as in
+    production) and migrated with `tether server migrate`, as an operator would.
+    """
+    with tempfile.TemporaryDirectory(prefix="tether-load-") as tmp, _database(backend) as pg:
         data_dir = Path(tmp) / "data"
         port = free_port()
         command = [sys.executable, "-m", "common", "server", "--data-dir", str(data_dir)]
@@ -506,6 +542,11 @@ def started_server(workers: int | None) -> Iterator[tuple[str, str, int]]:
         if workers:
             command += ["--workers", str(workers)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
+        token = None
+        if pg is not None:
+            database_url = pg.create_database("tether_load")
+            token = migrate(database_url, data_dir)
+            command += ["--database-url", database_url]
         with open(Path(tmp) / "server.log", "wb") as log:
             process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -524,7 +565,9 @@ def started_server(workers: int | None) -> Iterator[tuple[str, str, int]]:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the server did not become ready within 60 s")
                 time.sleep(0.1)
-            yield url, (data_dir / "admin.token").read_text().strip(), process.pid
+            if token is None:
+                token = (data_dir / "admin.token").read_text().strip()
+            yield StartedServer(backend, url, token, process.pid, pg)
         finally:
             process.send_signal(signal.SIGTERM)
             try:
@@ -534,11 +577,21 @@ def started_server(workers: int | None) -> Iterator[tuple[str, str, int]]:
                 process.wait()
 
 
+@contextmanager
+def _database(backend: str) -> Iterator[LocalPostgres | None]:
+    if backend == "sqlite":
+        yield None
+        return
+    with LocalPostgres() as postgres:
+        yield postgres
+
+
 def run_fleet(
     url: str,
     admin_token: str,
     server_pid: int | None,
     *,
+    database_pid: int | None = None,
     agents: int,
     duration: float,
     pacing: Pacing,
@@ -554,7 +607,7 @@ def run_fleet(
     jobs = [(url, enrollment, part, pacing, deadline, threads) for part in slices if part]
     # The worker processes are forked before the watcher's thread starts: no fork with threads.
     pool = multiprocessing.get_context("fork").Pool(len(jobs)) if len(jobs) > 1 else None
-    watch = ServerWatch(server_pid) if server_pid else None
+    watch = ServerWatch(server_pid, database_pid) if server_pid else None
     try:
         if watch:
             watch.__enter__()
@@ -583,6 +636,30 @@ def run_fleet(
     return result
 
 
+def run_started(backend: str, workers: int | None, options: dict) -> list[dict]:
+    """Start a server on each backend in turn, run the same fleet on it; return the results."""
+    backends = BACKENDS if backend == "both" else (backend,)
+    if "postgresql" in backends and postgres_bin() is None:
+        print("note: PostgreSQL is not installed: the fleet runs on SQLite only", file=sys.stderr)
+        backends = tuple(b for b in backends if b != "postgresql")
+    results = []
+    for name in backends:
+        with started_server(workers, name) as server:
+            result = run_fleet(
+                server.url,
+                server.admin_token,
+                server.pid,
+                database_pid=server.database_pid,
+                **options,
+            )
+        results.append({"backend": name, **result})
+    return results
+
+
+def _by_backend(results: list[dict]) -> dict:
+    return {"backends": {result["backend"]: result for result in results}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     target = parser.add_argument_group("the control plane")
@@ -600,6 +677,12 @@ def main(argv: list[str] | None = None) -> int:
         "--start-server", action="store_true", help="start a server on a temp dir and drive it"
     )
     target.add_argument("--server-workers", type=int, help="with --start-server [its default]")
+    target.add_argument(
+        "--backend",
+        choices=(*BACKENDS, "both"),
+        default="both",
+        help="with --start-server: the store to start it on, or each in turn [both]",
+    )
     fleet = parser.add_argument_group("the fleet")
     fleet.add_argument("--agents", type=int, default=200)
     fleet.add_argument("--duration", type=float, default=30.0, help="seconds [30]")
@@ -634,17 +717,23 @@ def main(argv: list[str] | None = None) -> int:
         report_ids=args.report_ids,
     )
     if args.start_server:
-        with started_server(args.server_workers) as (url, token, pid):
-            result = run_fleet(url, token, pid, **options)  # type: ignore[arg-type]
-    else:
-        if not args.url:
-            parser.error("give --url (with an admin token) or --start-server")
-        token = args.admin_token
-        if token is None and args.admin_token_file is not None:
-            token = args.admin_token_file.read_text().strip()
-        if not token:
-            parser.error("give --admin-token or --admin-token-file")
-        result = run_fleet(args.url, token, args.server_pid, **options)  # type: ignore[arg-type]
+        results = run_started(args.backend, args.server_workers, options)
+        if not results:
+            parser.error("PostgreSQL is not installed (apt-get install postgresql)")
+        if args.json:
+            print(json.dumps(results[0] if len(results) == 1 else _by_backend(results), indent=2))
+        else:
+            for result in results:
+                print_table(result)
+        return 1 if any(result["errors"] for result in results) else 0
+    if not args.url:
+        parser.error("give --url (with an admin token) or --start-server")
+    token = args.admin_token
+    if token is None and args.admin_token_file is not None:
+        token = args.admin_token_file.read_text().strip()
+    if not token:
+        parser.error("give --admin-token or --admin-token-file")
+    result = run_fleet(args.url, token, args.server_pid, **options)  # type: ignore[arg-type]
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -82,6 +82,7 @@ def test_a_change_is_fetched_whole(world: Api):
         ("none", 401, "missing bearer token"),
         ("garbage", 401, "invalid, expired or revoked"),
         ("revoked", 401, "invalid, expired or revoked"),
+        ("expired", 401, "invalid, expired or revoked"),
         ("other agent", 403, "its own agent"),
         ("viewer", 403, "viewer token may not"),
         ("staging agent", 403, "its own agent"),
@@ -94,12 +95,19 @@ def test_what_the_shortcut_refuses_gets_the_views_error(world: Api, app, who, st
         "none": None,
         "garbage": "not-a-token",
         "revoked": agent["token"],
+        "expired": agent["token"],
         "other agent": world.enroll("production", hostname="b")["token"],
         "viewer": world.create_token("viewer"),
         "staging agent": world.enroll("staging", hostname="c")["token"],
     }
     if who == "revoked":
         change_rows(app, "UPDATE tokens SET revoked = 1 WHERE agent_id = ?", [agent["agent_id"]])
+    if who == "expired":
+        change_rows(
+            app,
+            "UPDATE tokens SET expires_at = ? WHERE agent_id = ?",
+            ["2000-01-01T00:00:00+00:00", agent["agent_id"]],
+        )
     headers = {"If-None-Match": etag}
     if tokens[who] is not None:
         headers["Authorization"] = f"Bearer {tokens[who]}"

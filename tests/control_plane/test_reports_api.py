@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from common.drift import build_profile, compare, sketch
+from control_plane.store.reports import INSERT_CHUNK
 from tests.support.api import Api, assert_error
 from tests.support.models import wine_frame
 from tests.support.reports import drift_report, shadow_report
@@ -61,6 +62,24 @@ def test_a_report_sent_twice_is_acknowledged_and_stored_once(world: Api, wine_pr
     again = post_reports(world, agent, batch).get_json()
     assert (again["stored"], sorted(again["duplicates"])) == ([], sorted(r["id"] for r in batch))
     assert len(world.get("/api/v1/reports").get_json()["reports"]) == 2
+
+
+def test_a_report_twice_in_one_batch_is_stored_once_and_its_copy_is_a_duplicate(world: Api):
+    agent = world.enroll("production")
+    report = shadow_report("wine", 1, 2, shadowed=50, agreed=49)
+    other = shadow_report("wine", 1, 2, shadowed=10, agreed=10)
+    ack = post_reports(world, agent, [report, other, report]).get_json()
+    assert (ack["stored"], ack["duplicates"]) == ([report["id"], other["id"]], [report["id"]])
+    assert len(world.get("/api/v1/reports").get_json()["reports"]) == 2
+
+
+def test_a_batch_larger_than_one_insert_is_stored_whole(world: Api):
+    agent = world.enroll("production")
+    batch = [shadow_report("wine", 1, 2, shadowed=5, agreed=5) for _ in range(INSERT_CHUNK + 3)]
+    ack = post_reports(world, agent, batch).get_json()
+    assert ack["stored"] == [r["id"] for r in batch] and ack["duplicates"] == []
+    listed = world.get("/api/v1/reports?limit=1000").get_json()["reports"]
+    assert len(listed) == INSERT_CHUNK + 3
 
 
 def test_reports_filter_by_kind_agent_and_version(world: Api, wine_profile):

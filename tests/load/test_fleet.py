@@ -1,7 +1,8 @@
 """The CI case of scripts/load/fleet.py: 200 agents for 30 s against one real control plane.
 
 The fleet polls, heartbeats and reports at realistic intervals (scripts/load/README.md); the
-promise is zero errors, p99 under 250 ms, and every acknowledged report stored once.
+promise is zero errors, p99 under 250 ms, and every acknowledged report stored once. A short run
+with --start-server on PostgreSQL checks that the database's processes are counted in the cost.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from scripts.cluster.postgres import postgres_bin
 from tests.support.processes import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -73,3 +75,26 @@ def test_200_agents_for_30_seconds_see_no_error_and_p99_under_250_ms(tmp_path: P
     assert status.json()["total"] == AGENTS
     server_figures = result["server"]
     assert server_figures["cpu_seconds"] > 0 and server_figures["rss_mb"] > 0
+
+
+def test_a_short_fleet_on_postgresql_counts_the_database_in_the_servers_cost():
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    fleet = ["--agents", "10", "--duration", "3", "--ramp", "1", "--poll-interval", "1", "--json"]
+    done = subprocess.run(
+        [sys.executable, str(FLEET), "--start-server", "--backend", "postgresql", *fleet],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["backend"] == "postgresql"
+    assert result["errors"] == 0, result["error_samples"]
+    assert result["enrolled"] == 10
+    assert result["endpoints"]["manifest"]["statuses"]["304"] >= 1
+    server, database = result["server"], result["server"]["database"]
+    assert database["processes"] > 1 and database["cpu_seconds"] > 0
+    # The server's figures are the control plane's and the database's together.
+    expected = server["control_plane"]["cpu_seconds"] + database["cpu_seconds"]
+    assert server["cpu_seconds"] == pytest.approx(expected, abs=0.02)
