@@ -91,6 +91,15 @@ class ManifestCache:
             self._entries[environment] = built
             return built
 
+    def peek(
+        self, environment: str, revision: int, keys_tag: str, ttl_seconds: int
+    ) -> CachedManifest | None:
+        """Return the manifest already built for exactly this, never building one."""
+        cached = self._entries.get(environment)
+        if cached is not None and cached.fits(revision, keys_tag, ttl_seconds, utcnow()):
+            return cached
+        return None
+
     def _lock_for(self, environment: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(environment, threading.Lock())

@@ -1,4 +1,4 @@
-"""The fleet's hot path, answered beneath Flask: a manifest poll that finds nothing new.
+"""The fleet's hot path, answered beneath Flask: a manifest poll, unchanged or already built.
 
 Every agent polls its manifest every few seconds, and nearly every poll names the revision it
 already has. For that answer, an empty 304, Flask's machinery (request context, URL matching,
@@ -8,9 +8,14 @@ of the view (`control_plane.api.agents.manifest`): the agent's own token, valid 
 environment's revision; the signing keys. It sends the same headers and counts the request in
 the same metric.
 
-Anything else goes to Flask untouched: another path or method, a long-poll (a query string), no
-If-None-Match, a token that is not this agent's, a revision that moved. The view then gives the
-full answer or the error, so refusals keep one shape and one place.
+When the revision moved, and this process already holds the signed manifest of the new one
+(control_plane/manifest_cache.py: the view built it for the first agent that asked), the
+manifest is sent from here too, so a rollout's thousand fetches cost about what a 304 does.
+
+Anything else goes to Flask untouched: another path or method, a long-poll (a query string), an
+If-None-Match the view's full parsing is needed for, a token that is not this agent's, a
+manifest not built yet. The view then gives the full answer or the error, so refusals keep one
+shape and one place.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from control_plane.manifests import manifest_etag, poll_hint
 MANIFEST_PATH = re.compile(r"/api/v1/agents/([^/]+)/manifest")
 # The Flask endpoint of the view this stands in for: the metric's label must be the same.
 MANIFEST_ENDPOINT = "agents.manifest"
+SINGLE_ETAG = re.compile(r'"[^"]*"')
+STATUS_LINES = {200: "200 OK", 304: "304 NOT MODIFIED"}
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -41,22 +48,26 @@ class UnchangedManifestShortcut:
         self.observe = metrics.requests.observe
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]):
-        if (
-            environ["REQUEST_METHOD"] == "GET"
-            and "HTTP_IF_NONE_MATCH" in environ
-            and not environ.get("QUERY_STRING")
-        ):
+        if environ["REQUEST_METHOD"] == "GET" and not environ.get("QUERY_STRING"):
             match = MANIFEST_PATH.fullmatch(environ.get("PATH_INFO", ""))
-            started = time.perf_counter()
-            headers = self._unchanged(environ, match[1]) if match else None
-            if headers is not None:
-                start_response("304 NOT MODIFIED", headers)
-                self.observe(MANIFEST_ENDPOINT, "GET", 304, time.perf_counter() - started)
-                return []
+            if match is not None:
+                started = time.perf_counter()
+                answer = self._answer(environ, match[1])
+                if answer is not None:
+                    status, headers, body = answer
+                    start_response(STATUS_LINES[status], headers)
+                    self.observe(MANIFEST_ENDPOINT, "GET", status, time.perf_counter() - started)
+                    return body
         return self.app(environ, start_response)
 
-    def _unchanged(self, environ: dict[str, Any], agent_id: str) -> list[tuple[str, str]] | None:
-        """Return the 304's headers when this agent already has its manifest, else None."""
+    def _answer(
+        self, environ: dict[str, Any], agent_id: str
+    ) -> tuple[int, list[tuple[str, str]], list[bytes]] | None:
+        """Return the status, headers and body of a poll this layer can answer, else None."""
+        asked = environ.get("HTTP_IF_NONE_MATCH")
+        # A single quoted tag, as agents send: a list, `*` or a weak tag goes to the view.
+        if asked is not None and not SINGLE_ETAG.fullmatch(asked):
+            return None
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None
@@ -72,9 +83,19 @@ class UnchangedManifestShortcut:
             return None
         if principal.environment is None or found is None:
             return None
-        revision, updated_at, lagging = found
-        etag = quote_etag(manifest_etag(revision, self.tether.keys.current().tag))
-        if environ["HTTP_IF_NONE_MATCH"] != etag:
-            return None  # changed, or a header only the view's full parsing understands
-        hint = poll_hint(self.tether.settings, updated_at, lagging)
-        return [("ETag", etag), (POLL_HINT_HEADER, str(hint))]
+        keys_tag = self.tether.keys.current().tag
+        etag = quote_etag(manifest_etag(found.revision, keys_tag))
+        hint = poll_hint(self.tether.settings, found.updated_at, found.lagging)
+        headers = [("ETag", etag), (POLL_HINT_HEADER, str(hint))]
+        if asked == etag:
+            return 304, headers, []
+        # Changed: the full manifest, if this process has already built it for this revision
+        # (the view builds it, once, for the first agent to ask).
+        cached = self.tether.manifests.peek(
+            principal.environment, found.revision, keys_tag, found.manifest_ttl
+        )
+        if cached is None:
+            return None
+        body = cached.body(hint)
+        headers += [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        return 200, headers, [body]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
 
 from flask import Blueprint, Response, g, request
 from pydantic import BaseModel, Field
@@ -27,6 +26,7 @@ from control_plane.context import get_store, settings, state
 from control_plane.errors import NotFound
 from control_plane.manifests import manifest_etag, poll_hint
 from control_plane.store import Store
+from control_plane.store.environments import PollState
 
 bp = Blueprint("agents", __name__, url_prefix="/api/v1")
 TAG = "agents"
@@ -99,8 +99,8 @@ def manifest(agent_id: str):
     config = settings()
     # Only a long-poll carries a query string; parsing an absent one still costs on every poll.
     wait = min(parse_query(ManifestQuery).wait, config.long_poll_max) if request.query_string else 0
-    revision, updated_at, lagging = _poll_state(store, environment)
-    etag = manifest_etag(revision, state().keys.current().tag)
+    found = _poll_state(store, environment)
+    etag = manifest_etag(found.revision, state().keys.current().tag)
     unchanged = _agent_has(etag)
     if unchanged and wait > 0:
         with state().wait_room.seat(f"{principal.token_id}:{agent_id}", environment) as seat:
@@ -114,20 +114,19 @@ def manifest(agent_id: str):
                 if seat.displaced:
                     break  # a newer wait from the same caller took over
                 pause = state().long_poll_step()
-                revision, updated_at, lagging = _poll_state(store, environment)
-                etag = manifest_etag(revision, state().keys.current().tag)
+                found = _poll_state(store, environment)
+                etag = manifest_etag(found.revision, state().keys.current().tag)
                 unchanged = _agent_has(etag)
-    hint = poll_hint(config, updated_at, lagging)
+    hint = poll_hint(config, found.updated_at, found.lagging)
     if unchanged:
         # Naming a content type spares werkzeug a failed (exception-raising) header lookup;
         # a 304 is sent without it anyway.
         response = Response(status=304, content_type="application/json")
     else:
-        found_env = store.environments.get(environment)
-        assert found_env is not None
         keys = state().keys.current()
-        cached = state().manifests.get(store, environment, revision, keys, found_env.manifest_ttl)
-        assert cached is not None
+        cached = state().manifests.get(store, environment, found.revision, keys, found.manifest_ttl)
+        if cached is None:  # deleted since the revision was read
+            raise NotFound(f"environment {environment!r} not found")
         # The revision the manifest was built at: newer than the one read, if a change landed.
         etag = manifest_etag(cached.revision, keys.tag)
         response = Response(cached.body(hint), content_type="application/json")
@@ -136,8 +135,8 @@ def manifest(agent_id: str):
     return response
 
 
-def _poll_state(store: Store, environment: str) -> tuple[int, datetime, bool]:
-    """Return the environment's revision, when it last changed and how many agents lag."""
+def _poll_state(store: Store, environment: str) -> PollState:
+    """Return the environment's revision, when it last changed, whether agents lag, its TTL."""
     found = store.environments.poll_state(environment)
     if found is None:
         raise NotFound(f"environment {environment!r} not found")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from common.clock import utcnow
 from common.schemas import DesiredModel, DesiredState, Environment, HistoryEntry
@@ -27,16 +27,22 @@ DESIRED_CHANGED = "tether_desired_changed"
 # agent, so a poll costs the same with ten agents or ten thousand.
 POLL_STATE_COLUMNS = """e.revision, e.updated_at,
     EXISTS (SELECT 1 FROM agents a WHERE a.environment = e.name
-     AND a.applied_revision < e.revision)"""
+     AND a.applied_revision < e.revision), e.manifest_ttl"""
 
 
-PollState = tuple[int, datetime, bool]  # revision, updated_at, whether an agent lags
+class PollState(NamedTuple):
+    """What a poll is answered from: the revision, and what the hint and manifest need."""
+
+    revision: int
+    updated_at: datetime
+    lagging: bool  # whether an agent has not applied the revision yet
+    manifest_ttl: int
 
 
 def poll_state_from(row: Sequence[Any]) -> PollState:
     """Read POLL_STATE_COLUMNS out of a row."""
-    revision, updated_at, lagging = row
-    return revision, from_time(updated_at), bool(lagging)
+    revision, updated_at, lagging, manifest_ttl = row
+    return PollState(revision, from_time(updated_at), bool(lagging), manifest_ttl)
 
 
 class EnvironmentStore:

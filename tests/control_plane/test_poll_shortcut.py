@@ -128,3 +128,37 @@ def test_admins_and_long_polls_are_left_to_the_view(world: Api):
         f"{manifest_path(agent)}?wait=-1", token=agent["token"], **{"If-None-Match": etag}
     )
     assert_error(bad_query, 422, field="query.wait")
+
+
+def test_a_manifest_already_built_is_sent_from_the_shortcut_as_the_view_sends_it(
+    world: Api, app, monkeypatch
+):
+    first, second = world.enroll("production", "a"), world.enroll("production", "b")
+    old = current_etag(world, first)
+    world.set_desired("production", "wine", 2, None)
+    # The first agent to ask after the change reaches the view, which builds the manifest...
+    built = world.get(manifest_path(first), token=first["token"], **{"If-None-Match": old})
+    assert built.status_code == 200
+    # ...and from then on the shortcut answers, with the view's bytes and headers.
+    seen_by_view = []
+    view = app.wsgi_app.app
+
+    def counting_view(environ, start_response):
+        seen_by_view.append(environ["PATH_INFO"])
+        return view(environ, start_response)
+
+    monkeypatch.setattr(app.wsgi_app, "app", counting_view)
+    for headers in ({"If-None-Match": old}, {}):
+        auth = {"Authorization": f"Bearer {second['token']}", **headers}
+        through_shortcut = world.client.get(manifest_path(second), headers=auth)
+        through_view = Client(view).get(manifest_path(second), headers=auth)
+        assert through_shortcut.status_code == through_view.status_code == 200
+        assert dict(through_shortcut.headers) == dict(through_view.headers)
+        assert through_shortcut.data == through_view.data == built.data
+    assert seen_by_view == []
+    # A tag list (only the view parses those) still goes to the view.
+    listed = world.client.get(
+        manifest_path(second),
+        headers={"Authorization": f"Bearer {second['token']}", "If-None-Match": f'{old}, "x"'},
+    )
+    assert listed.status_code == 200 and seen_by_view == [manifest_path(second)]
