@@ -14,18 +14,16 @@ is the one docs/scale-out.md deploys on real machines.
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from scripts.cluster.nginx import LocalNginx, NginxSite
 from scripts.cluster.pki import PkiFiles, write_pki
-from scripts.cluster.postgres import LocalPostgres
-from scripts.cluster.processes import TETHER, ServerProcess, free_port
+from scripts.cluster.postgres import LocalPostgres, migrate
+from scripts.cluster.processes import ServerProcess, free_port
 
 DATABASE = "tether"
 
@@ -67,15 +65,11 @@ class Cluster:
         self.postgres = LocalPostgres().start()
         self.database_url = self.postgres.create_database(DATABASE)
         self.progress("migrating the schema: tether server migrate")
-        migrated = subprocess.run(
-            [*TETHER, "server", "migrate", *self.shared_args(), "--data-dir",
-             str(self.root / "admin"), "--json"],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        if migrated.returncode != 0:
-            raise RuntimeError(f"tether server migrate failed: {migrated.stderr}")
-        token = json.loads(migrated.stdout)["admin_token"]
-        self.admin_token = token or (self.root / "admin" / "admin.token").read_text().strip()
+        self.admin_token = migrate(
+            self.database_url,
+            self.root / "admin",
+            extra_args=["--secrets-dir", str(self.root / "secrets")],
+        )
         for index in range(self.replicas):
             self.progress(f"starting replica {index + 1} of {self.replicas}")
             self.servers.append(self._replica(index).start())

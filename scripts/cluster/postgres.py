@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,9 +114,11 @@ class LocalPostgres:
         self.stop()
 
 
-def migrate(url: str, data_dir: Path, python: str = sys.executable) -> str:
+def migrate(
+    url: str, data_dir: Path, python: str = sys.executable, extra_args: Sequence[str] = ()
+) -> str:
     """Run `tether server migrate` on an empty database; return the first admin token."""
-    command = [python, "-m", "common", "server", "migrate", "--database-url", url]
+    command = [python, "-m", "common", "server", "migrate", "--database-url", url, *extra_args]
     done = subprocess.run(
         [*command, "--data-dir", str(data_dir), "--json"],
         capture_output=True,

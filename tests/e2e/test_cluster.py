@@ -17,11 +17,10 @@ import time
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 
 from common.tls import TlsFiles, ssl_context
-from scripts.cluster.cluster import Cluster
+from scripts.cluster.cluster import DATABASE, Cluster
 from tests.support.agent_process import AgentProcess, eventually
 from tests.support.operator import ROWS, Operator
 from tests.support.reports import shadow_report
@@ -59,9 +58,9 @@ def operator(cluster: Cluster, tls, base_url: str | None = None) -> Operator:
     return Operator(http, url=url, example=ROWS)
 
 
-def query(cluster: Cluster, sql: str, params: tuple = ()) -> list[tuple]:
-    with psycopg.connect(cluster.database_url) as conn:
-        return conn.execute(sql, params or None).fetchall()
+def query(cluster: Cluster, sql: str) -> list[tuple]:
+    assert cluster.postgres is not None
+    return cluster.postgres.query(sql, DATABASE)
 
 
 def test_a_change_through_one_replica_wakes_a_long_poll_on_another_within_a_second(
